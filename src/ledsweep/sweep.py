@@ -1,0 +1,211 @@
+"""Expand named sweeps (base config x grid [x zip]) into runs with short, deterministic names.
+
+    sweeps:
+      demo:
+        base: config/led_baseline.yaml
+        grid: {training.learning_rate: [3.0e-4, 1.0e-3], seed: [1, 2]}
+        zip: {model.d_model: [64, 128], model.ffn_dim: [256, 512]}   # optional: vary together
+        set: {training.max_steps: 400}                                # optional: fixed overrides
+
+Each point becomes run `<sweep>_<slug>`, e.g. `demo_lr0.0003_seed1`: keys sorted, so the name does
+not depend on the order in the file. Cheap to import and fast: the Snakefile calls it at parse time.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import IDENTITY_KEYS, ConfigError, RunConfig, _check_semantics, from_dict, load_yaml, run_schema
+from .config import schema_leaf_paths, set_dotted
+
+SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+PRIMARY_METRICS = ("loss", "rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore", "exact_match")
+# short names for common keys in run names; other keys use their last component
+ALIASES = {
+    "training.learning_rate": "lr",
+    "training.per_device_train_batch_size": "bs",
+    "training.gradient_accumulation_steps": "ga",
+    "training.max_steps": "steps",
+    "training.num_train_epochs": "ep",
+    "training.lr_scheduler_type": "sched",
+    "training.warmup_steps": "warmup",
+    "training.weight_decay": "wd",
+    "model.d_model": "dm",
+    "generation.num_beams": "beams",
+}
+
+
+class SweepError(ConfigError):
+    """An invalid sweep definition; the message names the sweep and key."""
+
+
+@dataclass
+class Run:
+    sweep: str
+    name: str
+    overrides: dict[str, Any]  # swept dotted key -> value, keys sorted
+    config: dict  # fully resolved run config
+
+
+@dataclass
+class Sweep:
+    name: str
+    base: str
+    keys: list[str]  # swept dotted keys, sorted
+    primary_metric: str = "rougeL"
+    runs: dict[str, Run] = field(default_factory=dict)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-.") or "x"
+
+
+def _name_order(key: str) -> tuple[bool, str]:
+    return key == "seed", key  # seed last: demo_lr0.001_seed1
+
+
+def run_name(sweep: str, overrides: dict[str, Any]) -> str:
+    keys = sorted(overrides, key=_name_order)
+    parts = [f"{ALIASES.get(k, k.rsplit('.', 1)[-1])}{format_value(overrides[k])}" for k in keys]
+    return "_".join([sweep, *parts])
+
+
+def _check_key(sweep: str, section: str, key: str, leaves: dict) -> None:
+    if key in IDENTITY_KEYS:
+        raise SweepError(f"sweep '{sweep}': {section}.{key}: cannot be swept (run names come from the grid)")
+    if key not in leaves:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(leaves), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise SweepError(f"sweep '{sweep}': {section}: unknown config key '{key}'{hint}")
+
+
+def _check_values(sweep: str, section: str, key: str, values: Any, leaves: dict, validators: dict) -> None:
+    if not isinstance(values, list) or not values:
+        raise SweepError(f"sweep '{sweep}': {section}.{key}: expected a non-empty list of values, got {values!r}")
+    if key not in validators:
+        import jsonschema
+
+        validators[key] = jsonschema.Draft202012Validator(leaves[key])
+    for v in values:
+        errors = list(validators[key].iter_errors(v))
+        if errors:
+            raise SweepError(f"sweep '{sweep}': {section}.{key}: value {v!r}: {errors[0].message}")
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache: dict | None = None) -> Sweep:
+    if not SWEEP_NAME.match(name):
+        raise SweepError(f"sweep '{name}': name must match {SWEEP_NAME.pattern}")
+    if not isinstance(spec, dict) or "base" not in spec or "grid" not in spec:
+        raise SweepError(f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values)")
+    unknown = set(spec) - {"base", "grid", "zip", "set", "primary_metric", "description"}
+    if unknown:
+        raise SweepError(f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: base, grid, zip, set, primary_metric")
+    leaves, validators = schema_leaf_paths(run_schema()), {}
+    grid, zipped, fixed = spec["grid"], spec.get("zip") or {}, spec.get("set") or {}
+    for section, mapping in (("grid", grid), ("zip", zipped), ("set", fixed)):
+        if not isinstance(mapping, dict) or (section == "grid" and not mapping):
+            raise SweepError(f"sweep '{name}': {section}: expected a mapping of dotted config keys")
+        for key, values in mapping.items():
+            _check_key(name, section, key, leaves)
+            _check_values(name, section, key, [values] if section == "set" else values, leaves, validators)
+    overlap = (set(grid) & set(zipped)) | (set(fixed) & (set(grid) | set(zipped)))
+    if overlap:
+        raise SweepError(f"sweep '{name}': keys appear in more than one of grid/zip/set: {sorted(overlap)}")
+    if len({len(v) for v in zipped.values()}) > 1:
+        raise SweepError(f"sweep '{name}': zip: every list must have the same length")
+    metric = spec.get("primary_metric", "rougeL")
+    if metric not in PRIMARY_METRICS:
+        raise SweepError(f"sweep '{name}': primary_metric: expected one of {PRIMARY_METRICS}, got {metric!r}")
+
+    cache = base_cache if base_cache is not None else {}
+    if spec["base"] not in cache:
+        try:
+            cache[spec["base"]] = load_yaml(spec["base"])
+        except ConfigError as e:
+            raise SweepError(f"sweep '{name}': base: {e}") from None
+    base = cache[spec["base"]]
+    if not isinstance(base, dict):
+        raise SweepError(f"sweep '{name}': base: {spec['base']} is not a mapping of config keys")
+    for key, value in fixed.items():
+        base = copy.deepcopy(base)
+        set_dotted(base, key, value)
+
+    keys = sorted([*grid, *zipped])
+    grid_keys = sorted(grid)
+    zip_points = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
+    sweep = Sweep(name, spec["base"], keys, metric)
+    template = None
+    for combo in itertools.product(*(grid[k] for k in grid_keys)):
+        for zp in zip_points:
+            overrides = dict(sorted({**dict(zip(grid_keys, combo)), **zp}.items()))
+            rname = run_name(name, overrides)
+            if rname in sweep.runs:
+                raise SweepError(
+                    f"sweep '{name}': two grid points map to the run name '{rname}' "
+                    f"({sweep.runs[rname].overrides} and {overrides}); make the values distinct"
+                )
+            raw = copy.deepcopy(base)
+            for k, v in overrides.items():
+                set_dotted(raw, k, v)
+            raw["run_name"], raw["output_dir"] = rname, results_dir
+            if template is None:  # full schema validation once; per-value checks covered the rest
+                try:
+                    template = from_dict(raw, source=f"sweep '{name}' (base {spec['base']})")
+                except ConfigError as e:
+                    raise SweepError(str(e)) from None
+                resolved = template.to_dict()
+            else:
+                resolved = _deep_merge(template.to_dict(), raw)
+                try:
+                    _check_semantics(_as_config(resolved), f"sweep '{name}', run {rname}")
+                except ConfigError as e:
+                    raise SweepError(str(e)) from None
+            sweep.runs[rname] = Run(name, rname, overrides, resolved)
+    return sweep
+
+
+def _as_config(resolved: dict) -> RunConfig:
+    from .config import DataConfig, EvaluationConfig, GenerationConfig, ModelConfig, TrainingConfig
+
+    sections = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig,
+                "generation": GenerationConfig, "evaluation": EvaluationConfig}
+    return RunConfig(**{k: sections[k](**v) if k in sections else v for k, v in resolved.items()})
+
+
+def load_sweeps(config: dict, only: list[str] | None = None, results_dir: str = "results") -> dict[str, Sweep]:
+    """All (or the named) sweeps of a workflow config; run names must be unique across sweeps."""
+    sweeps_spec = config.get("sweeps") or {}
+    if not isinstance(sweeps_spec, dict) or not sweeps_spec:
+        raise SweepError("sweeps: expected at least one named sweep")
+    names = only or list(sweeps_spec)
+    missing = [n for n in names if n not in sweeps_spec]
+    if missing:
+        raise SweepError(f"sweeps: no sweep named {missing}; defined: {list(sweeps_spec)}")
+    out, owner, cache = {}, {}, {}
+    for name in names:
+        sweep = expand_sweep(name, sweeps_spec[name], results_dir, cache)
+        for rname in sweep.runs:
+            if rname in owner:
+                raise SweepError(f"sweep '{name}': run name '{rname}' is also produced by sweep '{owner[rname]}'")
+            owner[rname] = name
+        out[name] = sweep
+    return out

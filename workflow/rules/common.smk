@@ -1,0 +1,52 @@
+# Helpers for the rules: sweep expansion and input functions. Cheap at parse time (no torch):
+# every Slurm job re-parses the workflow.
+from ledsweep.config import RUN_NAME_PATTERN
+from ledsweep.sweep import SWEEP_NAME, SweepError, load_sweeps
+from snakemake.exceptions import WorkflowError
+
+try:
+    SWEEPS = load_sweeps(config, only=config.get("run_sweeps"))
+except SweepError as e:
+    raise WorkflowError(f"invalid sweep config: {e}") from None
+
+RUNS = {name: run for sweep in SWEEPS.values() for name, run in sweep.runs.items()}
+
+
+wildcard_constraints:
+    run=RUN_NAME_PATTERN.strip("^$"),
+    sweep=SWEEP_NAME.pattern.strip("^$"),
+
+
+def get_all_comparisons():
+    """Every selected sweep's comparison table (the default target)."""
+    return expand("results/sweeps/{sweep}/comparison.csv", sweep=SWEEPS)
+
+
+def get_run(wildcards):
+    try:
+        return RUNS[wildcards.run]
+    except KeyError:
+        raise WorkflowError(
+            f"results/{wildcards.run}: no run of that name in the selected sweeps "
+            f"({', '.join(SWEEPS)}); run names look like {next(iter(RUNS), '<sweep>_<slug>')}"
+        ) from None
+
+
+def get_run_config(wildcards):
+    """The run's fully resolved config (a rule param: a real change re-runs the run)."""
+    return get_run(wildcards).config
+
+
+def get_prefetch_marker(wildcards):
+    """Hub downloads of the run's sweep (ancient: re-prefetching never forces a rerun)."""
+    return ancient(f"results/sweeps/{get_run(wildcards).sweep}/prefetch.json")
+
+
+def get_sweep_summaries(wildcards):
+    return expand("results/{run}/summary.json", run=SWEEPS[wildcards.sweep].runs)
+
+
+def get_sweep_hub_names(wildcards):
+    from ledsweep.prefetch import hub_names
+
+    return hub_names(r.config for r in SWEEPS[wildcards.sweep].runs.values())

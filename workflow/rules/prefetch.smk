@@ -1,0 +1,14 @@
+# ---------------------------------------------------------------- prefetch
+# Compute nodes are often offline: download every hub model, tokenizer, dataset and
+# BERTScore model a sweep names into the Hugging Face cache, where Snakemake runs.
+# Local paths need nothing; train/evaluate then run with HF_HUB_OFFLINE=1.
+rule prefetch:
+    output:
+        "results/sweeps/{sweep}/prefetch.json",
+    log:
+        "results/sweeps/{sweep}/logs/prefetch.log",
+    params:
+        hub=get_sweep_hub_names,
+    localrule: True
+    script:
+        "../scripts/prefetch.py"

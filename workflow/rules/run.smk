@@ -1,0 +1,51 @@
+# ---------------------------------------------------------------- run_config
+# The resolved run config. Its only trigger is the config itself (a param): it is
+# rewritten, and the run redone, only when the run's config really changes.
+rule run_config:
+    output:
+        "results/{run}/config.yaml",
+    log:
+        "results/{run}/logs/run_config.log",
+    params:
+        config=get_run_config,
+    localrule: True
+    script:
+        "../scripts/write_run_config.py"
+
+
+# ---------------------------------------------------------------- train
+# config -> checkpoint/ + meta.json. Resume state lives in results/{run}/resume/, which is
+# not an output: a failed, timed-out or requeued job resumes when Snakemake retries it.
+rule train:
+    input:
+        config=rules.run_config.output[0],
+        prefetch=get_prefetch_marker,
+    output:
+        checkpoint=directory("results/{run}/checkpoint"),
+        meta="results/{run}/meta.json",
+    log:
+        "results/{run}/logs/train.log",
+    benchmark:
+        "benchmarks/train/{run}.tsv"
+    threads: 2
+    script:
+        "../scripts/train.py"
+
+
+# ---------------------------------------------------------------- evaluate
+# checkpoint -> predictions.jsonl + summary.json (written last, atomically).
+rule evaluate:
+    input:
+        config=rules.run_config.output[0],
+        checkpoint=rules.train.output.checkpoint,
+        meta=rules.train.output.meta,
+    output:
+        summary="results/{run}/summary.json",
+        predictions="results/{run}/predictions.jsonl",
+    log:
+        "results/{run}/logs/evaluate.log",
+    benchmark:
+        "benchmarks/evaluate/{run}.tsv"
+    threads: 2
+    script:
+        "../scripts/evaluate.py"
