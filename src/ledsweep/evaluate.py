@@ -10,7 +10,7 @@ import logging
 import time
 
 from . import data as data_mod
-from . import metrics
+from . import faults, metrics
 from . import model as model_mod
 from .config import RunConfig
 from .runfolder import RunFolder, atomic_write_text, now_iso, write_json
@@ -77,6 +77,7 @@ def evaluate(cfg: RunConfig, run: RunFolder, train_meta: dict | None = None, thr
     t0 = time.perf_counter()
     preds, loss = generate_and_score_loss(model, tok, test.documents, test.summaries, cfg, device)
     t_gen = time.perf_counter() - t0
+    faults.hit("evaluate")
     scores = metrics.rouge(preds, test.summaries, workers=cfg.evaluation.rouge_workers)
     t_rouge = time.perf_counter() - t0 - t_gen
     if bert is not None:

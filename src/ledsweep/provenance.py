@@ -83,6 +83,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "versions": package_versions(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE"),
         "command": [sys.executable, *sys.argv],
         "cwd": os.getcwd(),
     }

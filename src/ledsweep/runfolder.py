@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import faults
+
 COMPLETE_MARKER = "ledsweep-checkpoint-complete"
 SUMMARY_KEYS = ("loss", "rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore", "bertscore_precision", "bertscore_recall")
 
@@ -84,6 +86,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        faults.hit(f"write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -114,11 +114,13 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache: dict | None = None) -> Sweep:
     if not SWEEP_NAME.match(name):
         raise SweepError(f"sweep '{name}': name must match {SWEEP_NAME.pattern}")
-    if not isinstance(spec, dict) or "base" not in spec or "grid" not in spec:
-        raise SweepError(f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values)")
+    if not isinstance(spec, dict):
+        raise SweepError(f"sweep '{name}': expected a mapping with 'base' and 'grid'")
     unknown = set(spec) - {"base", "grid", "zip", "set", "primary_metric", "description"}
     if unknown:
         raise SweepError(f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: base, grid, zip, set, primary_metric")
+    if "base" not in spec or "grid" not in spec:
+        raise SweepError(f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values)")
     leaves, validators = schema_leaf_paths(run_schema()), {}
     grid, zipped, fixed = spec["grid"], spec.get("zip") or {}, spec.get("set") or {}
     for section, mapping in (("grid", grid), ("zip", zipped), ("set", fixed)):
@@ -209,3 +211,31 @@ def load_sweeps(config: dict, only: list[str] | None = None, results_dir: str = 
             owner[rname] = name
         out[name] = sweep
     return out
+
+
+
+def check_config_files(paths) -> None:
+    """Read workflow config files with the strict loader first (tags, duplicate keys, anchors refused)."""
+    from pathlib import Path
+
+    from snakemake.exceptions import WorkflowError
+
+    for path in paths:
+        if Path(path).exists():
+            try:
+                load_yaml(path)
+            except ConfigError as e:
+                raise WorkflowError(f"invalid workflow config: {e}") from None
+
+
+def validate_workflow_config(config: dict, schema_path) -> None:
+    """JSON-Schema validation with messages that name the sweep and key (sweeps.<name>.grid.<key>: ...)."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+
+    from .config import _error_message
+
+    schema = load_yaml(schema_path)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))
+    if errors:
+        raise WorkflowError("invalid workflow config: " + "\n  ".join(_error_message(e) for e in errors))

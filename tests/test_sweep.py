@@ -1,0 +1,75 @@
+"""Sweep expansion and naming; bad sweeps are refused at parse time, before any job runs."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+from workflow_helpers import make_workdir, snakemake
+
+from ledsweep.sweep import SweepError, load_sweeps, run_name
+
+BASE = str(REPO / "tests" / "configs" / "tiny_run.yaml")
+BAD = sorted((REPO / "tests" / "bad_inputs" / "sweeps").glob("*.yaml"))
+
+
+def sweeps(**spec):
+    return load_sweeps({"sweeps": {"s": {"base": BASE, **spec}}})["s"]
+
+
+def test_grid_expands_to_every_combination_with_readable_names():
+    s = sweeps(grid={"training.learning_rate": [3.0e-4, 1.0e-3], "seed": [1, 2]})
+    assert sorted(s.runs) == ["s_lr0.0003_seed1", "s_lr0.0003_seed2", "s_lr0.001_seed1", "s_lr0.001_seed2"]
+    run = s.runs["s_lr0.001_seed2"]
+    assert run.config["training"]["learning_rate"] == 1.0e-3 and run.config["seed"] == 2
+    assert run.config["run_name"] == "s_lr0.001_seed2" and run.config["output_dir"] == "results"
+    assert run.config["training"]["optim"] == "adamw_torch_fused"  # defaults resolved
+    assert s.keys == ["seed", "training.learning_rate"]
+
+
+def test_names_do_not_depend_on_key_order():
+    a = sweeps(grid={"seed": [1], "model.d_model": [32], "training.learning_rate": [1.0e-3]})
+    b = sweeps(grid={"training.learning_rate": [1.0e-3], "model.d_model": [32], "seed": [1]})
+    assert list(a.runs) == list(b.runs) == ["s_dm32_lr0.001_seed1"]
+
+
+def test_zip_and_set():
+    s = sweeps(grid={"seed": [1]}, zip={"model.d_model": [32, 64], "model.ffn_dim": [64, 128]},
+               set={"training.max_steps": 3})
+    assert sorted(s.runs) == ["s_dm32_ffn_dim64_seed1", "s_dm64_ffn_dim128_seed1"]
+    assert all(r.config["training"]["max_steps"] == 3 for r in s.runs.values())
+
+
+def test_names_are_valid_run_names_and_sanitised():
+    assert run_name("x", {"model.name": "allenai/led-base 16384"}) == "x_nameallenai-led-base-16384"
+    assert run_name("x", {"training.gradient_checkpointing": True}) == "x_gradient_checkpointingtrue"
+
+
+@pytest.mark.parametrize("grid,message", [
+    ({"training.learning_rate": []}, "grid.training.learning_rate: expected a non-empty list"),
+    ({"training.lr": [1.0]}, "unknown config key 'training.lr'"),
+    ({"training.learning_rate": ["fast"]}, "grid.training.learning_rate: value 'fast'"),
+    ({"training.learning_rate": [1.0e-3, 1.00001e-3]}, "two grid points map to the run name 's_lr0.001'"),
+    ({"output_dir": ["a"]}, "grid.output_dir: cannot be swept"),
+])
+def test_bad_grids_name_sweep_and_key(grid, message):
+    with pytest.raises(SweepError, match="sweep 's'") as err:
+        sweeps(grid=grid)
+    assert message in str(err.value)
+
+
+def test_run_names_unique_across_sweeps():
+    spec = {"base": BASE, "grid": {"seed": [1]}}
+    assert load_sweeps({"sweeps": {"a": spec, "b": spec}})  # a_seed1, b_seed1: fine
+    with pytest.raises(SweepError, match="no sweep named"):
+        load_sweeps({"sweeps": {"a": spec}}, only=["z"])
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.stem for c in BAD])
+def test_bad_sweep_refused_at_parse_time(case, tmp_path):
+    expected = case.read_text().splitlines()[0].removeprefix("# expect: ")
+    wd = make_workdir(tmp_path / "wd", case)
+    (wd / "tests").symlink_to(REPO / "tests")
+    proc = snakemake(wd, "--profile", "profiles/local", timeout=120)
+    assert proc.returncode != 0
+    assert expected in proc.stdout, proc.stdout[-3000:]
+    assert not (wd / "results").exists(), "no job may run for a refused sweep"
