@@ -51,3 +51,18 @@ def test_installed_versions_match_pins():
 
     for name, pin in _pins((REPO / "requirements.txt").read_text().splitlines()).items():
         assert version(name).split("+")[0] == pin, name
+
+
+def test_config_readme_key_table_is_up_to_date():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("write_schema", REPO / "scripts" / "write_schema.py")
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    spec.loader.exec_module(mod)
+    text = (REPO / "config" / "README.md").read_text()
+    assert mod.readme_with_table(text) == text, "run: python scripts/write_schema.py"
+    for key in C.schema_leaf_paths():
+        assert f"`{key}`" in text, key

@@ -87,11 +87,18 @@ def train_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     stages = ("train", "evaluate") if args.stage == "all" else (args.stage,)
+    cfg = None
     try:
         cfg = load_config(args.config, output_dir=args.output_dir)
         preflight(cfg, stages)
         return run_stages(cfg, stages, args.overwrite, args.threads)
-    except (ConfigError, RunFolderError) as e:
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        run = RunFolder(cfg.run_dir) if cfg else None
+        if run and run.config.is_file() and not run.is_complete():  # a workflow run whose input broke
+            run.record_failure("preflight", str(e))
+        return EXIT_BAD_INPUT
+    except RunFolderError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception:  # already recorded in failure.json and logged

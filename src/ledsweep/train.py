@@ -272,7 +272,7 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None) -> dict:
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing=t.gradient_checkpointing or None,  # transformers 5 name
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_strategy="steps",
         logging_steps=t.logging_steps,

@@ -19,14 +19,22 @@ T0=$(now_ms)
 elapsed() { local d=$(( $(now_ms) - T0 )); printf '%d.%01d' $(( d / 1000 )) $(( d % 1000 / 100 )); }
 log() { echo "[stop-cluster +$(elapsed)s] $*"; }
 
-# comm_of PID: the process name, or nothing if there is no such process
-comm_of() { cat "/proc/$1/comm" 2>/dev/null || true; }
+# running NAME PID: PID is a live process called NAME. A zombie does not count: the
+# daemons are children of PID 1, and a container's PID 1 may reap them late or
+# never (`kill -0` succeeds on a zombie).
+running() {
+  local state
+  case "$2" in '' | *[!0-9]*) return 1 ;; esac
+  [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ] || return 1
+  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
 
 stop_daemon() {   # stop_daemon NAME DEFAULT_PIDFILE
   local name=$1 marker="$STATE_DIR/$1.pidfile" pf pid i
   if [ ! -f "$marker" ]; then
     pf=$2
-    if [ -s "$pf" ] && [ "$(comm_of "$(<"$pf")")" = "$name" ]; then
+    if [ -s "$pf" ] && running "$name" "$(<"$pf")"; then
       log "$name: running (pid $(<"$pf")) but not started by start-cluster.sh; left alone"
     else
       log "$name: not started by start-cluster.sh"
@@ -42,17 +50,17 @@ stop_daemon() {   # stop_daemon NAME DEFAULT_PIDFILE
       rm -f "$marker"
       return 0 ;;
   esac
-  if [ "$(comm_of "$pid")" != "$name" ]; then
+  if ! running "$name" "$pid"; then
     log "$name: not running (stale pid file $pf)"
     rm -f "$pf" "$marker"
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null
   for (( i = 0; i < STOP_TIMEOUT * 10; i++ )); do
-    [ "$(comm_of "$pid")" = "$name" ] || break
+    running "$name" "$pid" || break
     sleep 0.1
   done
-  if [ "$(comm_of "$pid")" = "$name" ]; then
+  if running "$name" "$pid"; then
     log "$name: pid $pid still there after ${STOP_TIMEOUT}s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null
     sleep 0.2

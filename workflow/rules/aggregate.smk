@@ -9,5 +9,7 @@ rule aggregate:
     log:
         "results/sweeps/{sweep}/logs/aggregate.log",
     localrule: True
+    conda:
+        "../../environment.yaml"
     script:
         "../scripts/aggregate.py"

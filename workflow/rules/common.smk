@@ -11,10 +11,10 @@ except SweepError as e:
 
 RUNS = {name: run for sweep in SWEEPS.values() for name, run in sweep.runs.items()}
 
-
-wildcard_constraints:
-    run=RUN_NAME_PATTERN.strip("^$"),
-    sweep=SWEEP_NAME.pattern.strip("^$"),
+# wildcard patterns (constraints are set in the Snakefile): any valid run/sweep name; input
+# functions refuse names that no selected sweep defines (one pattern scales to 10,000 runs)
+RUN_WILDCARD = RUN_NAME_PATTERN.strip("^$")
+SWEEP_WILDCARD = SWEEP_NAME.pattern.strip("^$")
 
 
 def get_all_comparisons():
@@ -33,7 +33,7 @@ def get_run(wildcards):
 
 
 def get_run_config(wildcards):
-    """The run's fully resolved config (a rule param: a real change re-runs the run)."""
+    """The run's fully resolved config, passed as a param: a real change re-runs the run."""
     return get_run(wildcards).config
 
 

@@ -7,8 +7,10 @@ rule prefetch:
         "results/sweeps/{sweep}/prefetch.json",
     log:
         "results/sweeps/{sweep}/logs/prefetch.log",
+    localrule: True
+    conda:
+        "../../environment.yaml"
     params:
         hub=get_sweep_hub_names,
-    localrule: True
     script:
         "../scripts/prefetch.py"

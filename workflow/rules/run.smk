@@ -6,9 +6,11 @@ rule run_config:
         "results/{run}/config.yaml",
     log:
         "results/{run}/logs/run_config.log",
+    localrule: True
+    conda:
+        "../../environment.yaml"
     params:
         config=get_run_config,
-    localrule: True
     script:
         "../scripts/write_run_config.py"
 
@@ -27,6 +29,8 @@ rule train:
         "results/{run}/logs/train.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    conda:
+        "../../environment.yaml"
     threads: 2
     script:
         "../scripts/train.py"
@@ -46,6 +50,8 @@ rule evaluate:
         "results/{run}/logs/evaluate.log",
     benchmark:
         "benchmarks/evaluate/{run}.tsv"
+    conda:
+        "../../environment.yaml"
     threads: 2
     script:
         "../scripts/evaluate.py"

@@ -1,0 +1,137 @@
+"""The Slurm path, against a real single-node Slurm cluster (tests/slurm/start-cluster.sh).
+
+Skipped when no cluster answers, unless LEDSWEEP_REQUIRE_SLURM=1 (as in CI), which turns the
+skip into a failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import REPO, run_cli
+from workflow_helpers import jobs_run, make_workdir, snakemake
+
+from ledsweep.runfolder import sha256_file
+
+
+def cluster_up() -> bool:
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(s.startswith(("idle", "mix", "alloc")) for s in out.stdout.split())
+
+
+if not cluster_up():
+    if os.environ.get("LEDSWEEP_REQUIRE_SLURM") == "1":
+        raise RuntimeError("LEDSWEEP_REQUIRE_SLURM=1 but no Slurm cluster answers (bash tests/slurm/start-cluster.sh)")
+    pytest.skip("no Slurm cluster (bash tests/slurm/start-cluster.sh)", allow_module_level=True)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+SLURM = ("--profile", "profiles/slurm", "--profile", "profiles/slurm-ci")
+RUNS = ["slurm_seed1", "slurm_seed2", "slurm_seed3"]
+SWEEP = """
+sweeps:
+  slurm:
+    base: config/tiny_run.yaml
+    grid:
+      seed: [1, 2, 3]
+"""
+
+
+@pytest.fixture(scope="module")
+def slurm_sweep(tmp_path_factory):
+    sweep = tmp_path_factory.mktemp("slurm") / "sweep.yaml"
+    sweep.write_text(SWEEP)
+    wd = make_workdir(sweep.parent / "wd", sweep)
+    proc = snakemake(wd, *SLURM, timeout=480)
+    assert proc.returncode == 0, proc.stdout[-8000:]
+    return wd, proc
+
+
+def test_sweep_runs_as_real_sbatch_jobs(slurm_sweep):
+    wd, proc = slurm_sweep
+    ids = []
+    for run in RUNS:
+        assert (wd / "results" / run / "summary.json").is_file(), run
+        meta = json.loads((wd / "results" / run / "meta.json").read_text())
+        assert meta["slurm_job_id"], run
+        ids.append(meta["slurm_job_id"])
+        assert "step 12/12" in (wd / "results" / run / "logs" / "train.log").read_text()  # logs in the run folder
+    assert len(set(ids)) == len(RUNS), ids
+    with open(wd / "results/sweeps/slurm/comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["run_name"] for r in rows) == RUNS and {r["status"] for r in rows} == {"completed"}
+    assert all(r["slurm_job_ids"] for r in rows)
+    # the sbatch line carries the workflow profile's GPU request
+    assert "--gpus=1" in proc.stdout or "gpu" in proc.stdout
+
+
+def test_single_target_through_slurm_rebuilds_only_that_run(slurm_sweep):
+    wd, _ = slurm_sweep
+    before = {r: (wd / "results" / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]}
+    shutil.rmtree(wd / "results" / RUNS[0])
+    proc = snakemake(wd, *SLURM, targets=[f"results/{RUNS[0]}/summary.json"], timeout=300)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert sorted(jobs_run(proc.stdout)) == ["evaluate", "run_config", "train"]
+    assert {r: (wd / "results" / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]} == before
+
+
+def test_real_failure_is_reported_and_others_complete(tmp_path):
+    """A run whose data file disappears before its job starts fails; keep-going finishes the rest."""
+    data = tmp_path / "data2"
+    data.mkdir()
+    for split in ("train", "validation", "test"):
+        shutil.copy(REPO / "data/demo" / f"{split}.jsonl", data / f"{split}.jsonl")
+    shutil.copy(data / "train.jsonl", data / "train_b.jsonl")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"sweeps": {"fail": {
+        "base": "config/tiny_run.yaml",
+        "grid": {"data.train_file": [str(data / "train.jsonl"), str(data / "train_b.jsonl")]},
+        "set": {"evaluation.bertscore_model": None},
+    }}}))
+    wd = make_workdir(tmp_path / "wd", sweep)
+    (data / "train_b.jsonl").unlink()  # after the sweep was written, before any job starts
+    proc = snakemake(wd, *SLURM, timeout=420)
+    assert proc.returncode != 0
+    bad = [r for r in os.listdir(wd / "results") if r.endswith("train_b.jsonl") or "train_b" in r]
+    assert len(bad) == 1, os.listdir(wd / "results")
+    assert f"results/{bad[0]}/logs/train.log" in proc.stdout  # names the run and its log
+    good = [r for r in os.listdir(wd / "results") if r.startswith("fail_") and r != bad[0]]
+    assert len(good) == 1 and (wd / "results" / good[0] / "summary.json").is_file()
+    out = run_cli("aggregate.py", "--sweep", "fail", "--config", wd / "config/config.yaml", "--results",
+                  wd / "results", "--format", "csv", cwd=wd, check=True)
+    status = {r["run_name"]: r for r in csv.DictReader(out.stdout.splitlines())}
+    assert status[bad[0]]["status"] == "failed" and "train_b.jsonl" in status[bad[0]]["reason"]
+    assert status[good[0]]["status"] == "completed"
+
+
+def test_time_limit_kill_resumes_to_the_same_weights(tmp_path):
+    """Training longer than its 1-minute Slurm limit is stopped by Slurm, checkpoints on SIGTERM, and
+    the retried job resumes and ends with the weights of an uninterrupted run."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"sweeps": {"limit": {
+        "base": "config/tiny_run.yaml", "grid": {"seed": [1]},
+        "set": {"training.max_steps": 2500, "training.save_steps": 100000, "training.eval_steps": None,
+                "training.logging_steps": 250, "data.max_train_samples": 256, "evaluation.bertscore_model": None},
+    }}}))
+    wd = make_workdir(tmp_path / "wd", sweep)
+    proc = snakemake(wd, *SLURM, "--set-resources", "train:runtime=1", "--retries", "1", timeout=540)
+    assert proc.returncode == 0, proc.stdout[-8000:]
+    run = wd / "results" / "limit_seed1"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["resumes"] >= 1 and len(set(meta["slurm_job_ids"])) >= 2, meta
+    log = (run / "logs" / "train.log").read_text()
+    assert "SIGTERM received" in log or "SIGUSR1 received" in log
+    # uninterrupted reference: the same resolved config, run directly with the same thread count
+    direct = run_cli("train_baseline.py", "--config", run / "config.yaml", "--output-dir", tmp_path / "ref",
+                     "--threads", "2", "--stage", "train", timeout=600, check=True)
+    assert direct.returncode == 0
+    assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(
+        tmp_path / "ref/limit_seed1/checkpoint/model.safetensors")
