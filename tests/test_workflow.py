@@ -78,6 +78,15 @@ def test_forcerun_evaluate_does_not_retrain(sweep_dir):
     assert after["metrics"] == summary_before["metrics"] and after["end_time"] >= summary_before["end_time"]
 
 
+def test_force_one_target_reevaluates_only_that_run(sweep_dir):
+    run = sweep_dir / "results" / RUNS[2]
+    weights = (run / "checkpoint" / "model.safetensors").stat().st_mtime_ns
+    proc = snakemake(sweep_dir, *LOCAL, "-f", targets=[f"results/{RUNS[2]}/summary.json"])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert jobs_run(proc.stdout) == ["evaluate"]
+    assert (run / "checkpoint" / "model.safetensors").stat().st_mtime_ns == weights
+
+
 def test_changed_run_config_reruns_the_run(sweep_dir):
     base = sweep_dir / "config" / "tiny_run.yaml"
     base.write_text(base.read_text().replace("max_steps: 12", "max_steps: 8"))

@@ -125,18 +125,29 @@ def _callbacks():
                 log.info("step %d/%d | eval_loss %.4f", state.global_step, state.max_steps, logs["eval_loss"])
 
     class SignalCheckpoint(TrainerCallback):
-        """SIGTERM (Slurm time limit/preemption) or SIGUSR1 (`sbatch --signal`): save, then stop."""
+        """Save a resume checkpoint and stop: on SIGTERM/SIGUSR1 (time limit, preemption, scancel,
+        `sbatch --signal`), or on its own shortly before the Slurm job's end time. The latter is what
+        works on clusters with proctrack/cgroup, where Slurm's SIGTERM reaches only the Snakemake
+        process that srun started, never its children."""
 
         def __init__(self):
             self.received = None
+            self.deadline = slurm_deadline()
+            if self.deadline:
+                log.info("Slurm job ends at %s: will checkpoint and stop %d s before",
+                         time.strftime("%H:%M:%S", time.localtime(self.deadline + stop_margin())), stop_margin())
             for sig in (signal.SIGTERM, signal.SIGUSR1):
                 signal.signal(sig, self._handler)
 
-        def _handler(self, signum, frame):
-            self.received = signal.Signals(signum).name
-            log.warning("%s received: saving a resume checkpoint after this step", self.received)
+        def _handler(self, signum, frame):  # may run twice: Slurm and srun both send SIGTERM
+            if not self.received:
+                self.received = signal.Signals(signum).name
+                log.warning("%s received: saving a resume checkpoint after this step", self.received)
 
         def on_step_end(self, args, state, control, **kw):
+            if not self.received and self.deadline and time.time() > self.deadline:
+                self.received = "job end time near"
+                log.warning("Slurm job end time is near: saving a resume checkpoint after this step")
             if self.received:
                 control.should_save = True
                 control.should_training_stop = True
@@ -151,6 +162,28 @@ def _callbacks():
             faults.hit("after_save", state.global_step)
 
     return StepLog(), SignalCheckpoint(), MarkComplete()
+
+
+# ----------------------------------------------------------------------------- Slurm deadline
+def stop_margin() -> int:
+    """Seconds before the Slurm job's end time at which training checkpoints and stops itself."""
+    return int(os.environ.get("LEDSWEEP_STOP_BEFORE_END", "180"))
+
+
+def slurm_deadline() -> float | None:
+    """Epoch time at which to stop (job end time minus the margin), or None outside Slurm."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or stop_margin() <= 0:
+        return None
+    import datetime as dt
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=20)
+        end = dt.datetime.fromisoformat(out.stdout.strip()).timestamp()  # local time, like squeue
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None  # no squeue, unlimited or unknown end time
+    return end - stop_margin()
 
 
 # ----------------------------------------------------------------------------- training

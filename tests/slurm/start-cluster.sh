@@ -14,12 +14,16 @@
 #   CLUSTER_NAME=ci   Slurm ClusterName.
 #   KILL_WAIT=5       seconds between SIGTERM and SIGKILL when a job hits its time
 #                     limit or is cancelled (Slurm's default is 30).
-#   PROCTRACK=auto    (default) proctrack/cgroup, as on real clusters, if the
-#                     cgroup v1 freezer controller is mounted and writable, else
-#                     proctrack/linuxproc. Force one with PROCTRACK=cgroup or
-#                     PROCTRACK=linuxproc. They differ in who gets SIGTERM at a time
-#                     limit or scancel: cgroup signals only each step's task process,
-#                     linuxproc all its descendants (see README.md).
+#   PROCTRACK=linuxproc  (default; works on any host, as in the tested recipe)
+#                     PROCTRACK=cgroup: proctrack/cgroup as on real clusters; needs a
+#                     writable cgroup v1 freezer controller. PROCTRACK=auto: cgroup if
+#                     that is usable, else linuxproc. They differ in who gets SIGTERM at
+#                     a time limit or scancel: cgroup signals only each step's task
+#                     process, linuxproc all its descendants (see README.md).
+#   GPUS=2            GPU slots the node advertises as generic resources, backed by
+#                     stand-in device files /dev/ledsweep-gpu<i> (null devices: Slurm drops
+#                     file-less GPUs): jobs that ask for --gpus=N are scheduled and get
+#                     CUDA_VISIBLE_DEVICES as on a GPU cluster, and run on the CPU. GPUS=0: none.
 #   SLURM_DBPASS      MariaDB password of the 'slurm' user (default slurmdbpass).
 #   SLURM_CI_STATE_DIR  where the list of daemons this script started is kept
 #                     (default /run/ledsweep-slurm); stop-cluster.sh reads it.
@@ -33,7 +37,8 @@ WITH_DBD=${WITH_DBD:-1}
 SMOKE=${SMOKE:-1}
 CLUSTER=${CLUSTER_NAME:-ci}
 KILL_WAIT=${KILL_WAIT:-5}
-PROCTRACK=${PROCTRACK:-auto}
+PROCTRACK=${PROCTRACK:-linuxproc}
+GPUS=${GPUS:-2}
 DBPASS=${SLURM_DBPASS:-slurmdbpass}
 STATE_DIR=${SLURM_CI_STATE_DIR:-/run/ledsweep-slurm}
 export DEBIAN_FRONTEND=noninteractive
@@ -61,11 +66,14 @@ trap 'on_error $LINENO' ERR
 # daemons are children of PID 1 once detached, and a container's PID 1 may reap
 # late or never (Firecracker's process_api here took ~1.6 s; `kill -0` succeeds on zombies).
 running() {
-  local state
+  local state tasks
   case "$2" in '' | *[!0-9]*) return 1 ;; esac
   [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ] || return 1
   state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+  [ -n "$state" ] || return 1
+  case "$state" in Z | X) ;; *) return 0 ;; esac
+  tasks=("/proc/$2/task/"*)   # a zombie leader with live threads is still running
+  [ ${#tasks[@]} -gt 1 ]
 }
 # alive NAME PIDFILE: the pid file names a live process called NAME (so a stale pid
 # file whose pid now belongs to another process does not count).
@@ -119,8 +127,8 @@ install_if_changed() {
 }
 
 # cgroup_v1_usable: Slurm 22.05's cgroup/v1 needs the v1 layout (a tmpfs at /sys/fs/cgroup,
-# not cgroup2fs) with a writable freezer controller. cgroup/v2 is not supported here:
-# in 22.05 it wants systemd (dbus) to create its scope.
+# not cgroup2fs) with a writable freezer controller. cgroup/v2 is not used here (untested;
+# 22.05's cgroup/v2 expects systemd to create its scope).
 cgroup_v1_usable() {
   local probe=/sys/fs/cgroup/freezer/ledsweep-probe.$$
   [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = tmpfs ] || return 1
@@ -132,6 +140,9 @@ PROCTRACK_NOTE=
 if [ "$PROCTRACK" = auto ]; then
   if cgroup_v1_usable; then PROCTRACK=cgroup; else PROCTRACK=linuxproc; fi
   PROCTRACK_NOTE=" (auto)"
+elif [ "$PROCTRACK" = cgroup ] && ! cgroup_v1_usable; then
+  echo "start-cluster.sh: PROCTRACK=cgroup needs a writable cgroup v1 freezer controller (/sys/fs/cgroup/freezer); use PROCTRACK=linuxproc or auto" >&2
+  exit 2
 fi
 
 install -d -m 0755 "$STATE_DIR"
@@ -180,6 +191,11 @@ else
   ACCT="AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none"
 fi
+GRES_TYPES="# no GPU generic resources (GPUS=0)" NODE_GRES=""
+if [ "$GPUS" -gt 0 ]; then
+  GRES_TYPES="GresTypes=gpu"
+  NODE_GRES=" Gres=gpu:${GPUS}"
+fi
 install -d -o slurm -g slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm
 NEWCONF=$(mktemp)
 cat >"$NEWCONF" <<EOF
@@ -216,13 +232,28 @@ SlurmctldDebug=info
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdDebug=info
 SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=${HOST} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${REALMEM} State=UNKNOWN
+${GRES_TYPES}
+NodeName=${HOST} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${REALMEM}${NODE_GRES} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 SLURM_CONF_CHANGED=0
 if install_if_changed "$NEWCONF" /etc/slurm/slurm.conf root:root 0644; then
   SLURM_CONF_CHANGED=1
   log "wrote /etc/slurm/slurm.conf (node ${HOST}, CPUs=${CPUS}, RealMemory=${REALMEM}, proctrack/${PROCTRACK})"
+fi
+NEWGRES=$(mktemp)
+if [ "$GPUS" -gt 0 ]; then
+  for ((i = 0; i < GPUS; i++)); do
+    [ -e "/dev/ledsweep-gpu$i" ] || mknod -m 0666 "/dev/ledsweep-gpu$i" c 1 3   # a null device
+  done
+  printf '# Generated by tests/slurm/start-cluster.sh: %s stand-in GPUs (null devices)\nNodeName=%s Name=gpu File=/dev/ledsweep-gpu[0-%s]\n' \
+    "$GPUS" "$HOST" "$((GPUS - 1))" >"$NEWGRES"
+else
+  printf '# Generated by tests/slurm/start-cluster.sh: no generic resources\n' >"$NEWGRES"
+fi
+if install_if_changed "$NEWGRES" /etc/slurm/gres.conf root:root 0644; then
+  SLURM_CONF_CHANGED=1
+  log "wrote /etc/slurm/gres.conf (GPUS=${GPUS})"
 fi
 if [ "$PROCTRACK" = cgroup ]; then
   NEWCG=$(mktemp)
@@ -326,7 +357,7 @@ NODE_UP=0
 for (( i = 0; i < 150; i++ )); do
   case "$(node_state)" in
     idle | mix | alloc | comp) NODE_UP=1; break ;;   # a '*' suffix means "not responding"
-    drain | drng | down) scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true ;;
+    drain | drng | down | inval) scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true ;;
   esac
   sleep 0.2
 done

@@ -23,11 +23,14 @@ log() { echo "[stop-cluster +$(elapsed)s] $*"; }
 # daemons are children of PID 1, and a container's PID 1 may reap them late or
 # never (`kill -0` succeeds on a zombie).
 running() {
-  local state
+  local state tasks
   case "$2" in '' | *[!0-9]*) return 1 ;; esac
   [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ] || return 1
   state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+  [ -n "$state" ] || return 1
+  case "$state" in Z | X) ;; *) return 0 ;; esac
+  tasks=("/proc/$2/task/"*)   # a zombie leader with live threads is still running
+  [ ${#tasks[@]} -gt 1 ]
 }
 
 stop_daemon() {   # stop_daemon NAME DEFAULT_PIDFILE
