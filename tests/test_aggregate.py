@@ -161,7 +161,7 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
     assert (row["seed"], row["training.learning_rate"]) == (1, 1e-3)
     assert (row["runtime_seconds"], row["device"], row["git_commit"]) == (12.5, "cuda", "abc123")
     assert (row["config_sha256"], row["slurm_job_ids"], row["resumes"]) == ("f00", "11;12", 1)
-    assert agg.status_counts(rows) == {"completed": 1, "corrupt": 0, "failed": 1, "running": 0,
+    assert agg.status_counts(rows) == {"completed": 1, "stale": 0, "corrupt": 0, "failed": 1, "running": 0,
                                        "pending": 0, "missing": 2}
     missing = [r for r in rows if r["status"] == "missing"][0]
     assert all(missing[m] is None for m in agg.METRICS) and missing["device"] is None
@@ -311,3 +311,27 @@ def test_cli_unknown_sweep_and_bad_config(tmp_path):
     assert proc.stderr.startswith("error: ") and "nosuch" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli(tmp_path, "--sweep", "demo", "--config", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 2 and "error: " in proc.stderr and "not found" in proc.stderr
+
+
+def test_changed_data_file_marks_run_stale(tmp_path):
+    """A finished run whose data file changed afterwards is `stale`, named, and left out of by-config stats."""
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"document": "a", "summary": "b"}\n')
+    from ledsweep.runfolder import sha256_file
+
+    recorded = {str(data): sha256_file(data)}
+    base = tmp_path / "base.yaml"
+    base.write_text(f"run_name: x\ndata:\n  train_file: {data}\n  test_file: {data}\n")
+    sweep = load_sweeps({"sweeps": {"d": {"base": str(base), "grid": {"seed": [1, 2]}}}},
+                        results_dir=str(tmp_path / "results"))["d"]
+    for name in sweep.runs:
+        run = tmp_path / "results" / name
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"metrics": dict.fromkeys(agg.REQUIRED_METRICS, 0.5)}))
+        (run / "meta.json").write_text(json.dumps({"data_sha256": recorded}))
+    assert {r["status"] for r in agg.collect(tmp_path / "results", sweep)} == {"completed"}
+    data.write_text('{"document": "a changed", "summary": "b"}\n')
+    rows = agg.collect(tmp_path / "results", sweep)
+    assert {r["status"] for r in rows} == {"stale"}
+    assert all(str(data) in r["reason"] for r in rows)
+    assert agg.by_config(rows, sweep)[0]["n"] == 0

@@ -46,6 +46,8 @@ def test_run_folder_is_complete(baseline):
     # one log entry per logging step, with the loss
     history = [json.loads(line) for line in (baseline / "log_history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history if "loss" in h] == [4, 8, 12]
+    steps = [json.loads(line) for line in (baseline / "step_losses.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(1, 13)) and all(s["loss"] > 0 for s in steps)
     # every periodic checkpoint left behind is complete
     for ckpt in (baseline / "resume").glob("checkpoint-*"):
         assert (ckpt / COMPLETE_MARKER).is_file()
@@ -102,6 +104,7 @@ def test_killed_after_first_checkpoint_resumes_to_same_weights(baseline, tmp_pat
     assert summary_metrics(run) == summary_metrics(baseline)
     meta = json.loads((run / "meta.json").read_text())
     assert meta["resumes"] == 1 and meta["attempts"] == 2
+    assert (run / "step_losses.jsonl").read_text() == (baseline / "step_losses.jsonl").read_text()
 
 
 def test_half_written_checkpoint_is_skipped(baseline, tmp_path):
@@ -113,6 +116,7 @@ def test_half_written_checkpoint_is_skipped(baseline, tmp_path):
     proc = run_cli("train_baseline.py", "--config", cfg, check=True)
     assert "resuming from checkpoint-4" in proc.stderr and "skipping incomplete checkpoint" in proc.stderr
     assert weights_sha(run) == weights_sha(baseline)
+    assert (run / "step_losses.jsonl").read_text() == (baseline / "step_losses.jsonl").read_text()
 
 
 def test_sigterm_saves_a_resume_checkpoint(baseline, tmp_path):

@@ -40,7 +40,8 @@ def test_zip_and_set():
 
 
 def test_names_are_valid_run_names_and_sanitised():
-    assert run_name("x", {"model.name": "allenai/led-base 16384"}) == "x_nameallenai-led-base-16384"
+    assert run_name("x", {"model.name": "allenai/led-base 16384"}) == "x_nameled-base-16384"
+    assert run_name("x", {"data.train_file": "/data/v2/train_b.jsonl"}) == "x_train_filetrain-b"
     assert run_name("x", {"training.gradient_checkpointing": True}) == "x_gradient_checkpointingtrue"
 
 

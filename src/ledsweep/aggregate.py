@@ -4,7 +4,8 @@
     groups = by_config(rows, sweep)             # mean / std / 95% CI over seeds
     write_tables("results", sweep, "results/sweeps/demo")   # comparison.csv, comparison_by_config.csv
 
-A run is `completed` (valid summary.json), `corrupt` (a file that should parse does not), `failed`
+A run is `completed` (valid summary.json), `stale` (completed, but a data file it was trained or
+evaluated on has changed since: its sha256 differs from meta.json; kept out of by-config stats), `corrupt` (a file that should parse does not), `failed`
 (failure.json), `running` (meta.json), `pending` (folder only) or `missing` (no folder). Each file is
 read once, with no exists()-then-open() gap: a file that vanishes mid-read is simply the state we see.
 No torch, no pandas: the Snakefile may import this module; 10,000 folders take about 0.5 s (warm cache).
@@ -27,7 +28,7 @@ from typing import Any
 from .runfolder import atomic_write_text
 from .sweep import Sweep
 
-STATUSES = ("completed", "corrupt", "failed", "running", "pending", "missing")
+STATUSES = ("completed", "stale", "corrupt", "failed", "running", "pending", "missing")
 REQUIRED_METRICS = ("loss", "rouge1", "rouge2", "rougeL", "rougeLsum")
 METRICS = (*REQUIRED_METRICS, "bertscore", "bertscore_precision", "bertscore_recall", "exact_match")
 LOWER_IS_BETTER = ("loss",)
@@ -145,7 +146,7 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
     """One row per run of `sweep` (in sweep order, none dropped), read from `<results_dir>/<run_name>/`."""
     results_dir = os.fspath(results_dir)
     states = _inspect_all([os.path.join(results_dir, name) for name in sweep.runs])
-    rows = []
+    rows, hashes = [], {}
     for (name, run), (status, reason, summary, meta) in zip(sweep.runs.items(), states):
         metrics = (summary or {}).get("metrics") or {}
         meta = meta or {}
@@ -161,7 +162,27 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
             "slurm_job_ids": ";".join(map(str, jobs)) if isinstance(jobs, list) else jobs,
             "resumes": meta.get("resumes"),
         })
+        if status == "completed":
+            changed = _changed_data(meta.get("data_sha256") or {}, hashes)
+            if changed:
+                rows[-1].update(status="stale", reason="data changed since the run: " + ", ".join(changed))
     return rows
+
+
+def _changed_data(recorded: dict[str, str], cache: dict[str, str | None]) -> list[str]:
+    """Data files whose sha256 now differs from the recorded one (each file hashed once per table)."""
+    from .runfolder import sha256_file
+
+    changed = []
+    for path, sha in recorded.items():
+        if path not in cache:
+            try:
+                cache[path] = sha256_file(path)
+            except OSError:
+                cache[path] = None
+        if cache[path] != sha:
+            changed.append(path if cache[path] else f"{path} (missing)")
+    return changed
 
 
 def status_counts(rows: list[dict]) -> dict[str, int]:
@@ -256,11 +277,12 @@ def to_csv(rows: list[dict], header: list[str]) -> str:
     return buf.getvalue()
 
 
-def write_tables(results_dir: str | Path, sweep: Sweep, out_dir: str | Path,
-                 sort: str | None = None) -> tuple[Path, Path]:
+def write_tables(results_dir: str | Path, sweep: Sweep, out_dir: str | Path, sort: str | None = None,
+                 rows: list[dict] | None = None) -> tuple[Path, Path]:
     """Write `comparison.csv` and `comparison_by_config.csv` into `out_dir` atomically, best first by
-    `sort` (default the sweep's primary metric); return their paths."""
-    return _write(collect(results_dir, sweep), sweep, Path(out_dir), sort or sweep.primary_metric)
+    `sort` (default the sweep's primary metric); return their paths. `rows`: already collected rows."""
+    rows = collect(results_dir, sweep) if rows is None else rows
+    return _write(rows, sweep, Path(out_dir), sort or sweep.primary_metric)
 
 
 def _write(rows: list[dict], sweep: Sweep, out_dir: Path, metric: str) -> tuple[Path, Path]:

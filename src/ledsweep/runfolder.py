@@ -3,6 +3,7 @@
     config.yaml        resolved config (written before training)
     meta.json          environment, hashes, Slurm job ids, resumes
     log_history.jsonl  one JSON object per Trainer log event (loss per logging step)
+    step_losses.jsonl  the training loss of every optimizer step (for audits and replays)
     checkpoint/        final weights (safetensors), tokenizer, generation config
     predictions.jsonl  test-split predictions
     summary.json       metrics; written last, atomically: the folder is complete iff it exists
@@ -45,6 +46,8 @@ class RunFolder:
     checkpoint = property(lambda self: self.path / "checkpoint")
     predictions = property(lambda self: self.path / "predictions.jsonl")
     log_history = property(lambda self: self.path / "log_history.jsonl")
+    step_losses = property(lambda self: self.path / "step_losses.jsonl")
+    step_losses_partial = property(lambda self: self.path / "resume" / "step_losses.jsonl")
     resume = property(lambda self: self.path / "resume")
     attempts = property(lambda self: self.path / "resume" / "attempts.json")
     logs = property(lambda self: self.path / "logs")
@@ -96,6 +99,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_jsonl(path: str | Path) -> list:
+    """Rows of a JSON-lines file; [] when it does not exist."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -17,6 +17,7 @@ import copy
 import itertools
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from .config import IDENTITY_KEYS, ConfigError, RunConfig, _check_semantics, from_dict, load_yaml, run_schema
@@ -65,6 +66,8 @@ def format_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, float):
         text = f"{value:.4g}"
+    elif isinstance(value, str) and "/" in value:  # a path or hub id: its last part (data/train_b.jsonl -> train_b)
+        text = re.sub(r"\.(jsonl|json|csv|parquet|ya?ml)$", "", PurePosixPath(value).name)
     else:
         text = str(value)
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-.") or "x"

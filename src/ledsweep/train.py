@@ -22,7 +22,8 @@ from . import faults
 from . import model as model_mod
 from . import provenance
 from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml
-from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, sha256_file, write_json
+from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, read_jsonl, sha256_file
+from .runfolder import write_json
 
 log = logging.getLogger("ledsweep")
 
@@ -73,8 +74,26 @@ def prepare_run_folder(cfg: RunConfig, overwrite: bool = False) -> RunFolder:
     return run
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a resume checkpoint cannot be used, or None: marker, trainer state and weights must be whole."""
+    if not (path / COMPLETE_MARKER).is_file():
+        return "no completeness marker (killed while saving?)"
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError) as e:
+        return f"trainer_state.json unreadable ({e})"
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        return f"model.safetensors unreadable ({e})"
+    return None
+
+
 def latest_checkpoint(resume_dir: Path) -> Path | None:
-    """Newest complete checkpoint; incomplete ones (killed mid-write) are deleted."""
+    """Newest usable checkpoint; unusable ones (killed mid-write, truncated) are deleted."""
     if not resume_dir.is_dir():
         return None
     found = []
@@ -82,17 +101,46 @@ def latest_checkpoint(resume_dir: Path) -> Path | None:
         m = re.fullmatch(r"checkpoint-(\d+)", path.name)
         if not m or not path.is_dir():
             continue
-        if (path / COMPLETE_MARKER).is_file() and (path / "trainer_state.json").is_file():
+        problem = checkpoint_problem(path)
+        if problem is None:
             found.append((int(m.group(1)), path))
         else:
-            log.warning("skipping incomplete checkpoint %s (removed)", path)
+            log.warning("skipping incomplete checkpoint %s: %s (removed)", path.name, problem)
             shutil.rmtree(path, ignore_errors=True)
     return max(found)[1] if found else None
 
 
 # ----------------------------------------------------------------------------- callbacks
-def _callbacks():
+def _callbacks(run: RunFolder, trainer):
     from transformers import TrainerCallback
+
+    class StepLosses(TrainerCallback):
+        """Every optimizer step's training loss, kept for audits (resume/step_losses.jsonl, flushed with
+        each checkpoint, so a resumed run keeps exactly the steps its checkpoint covers). A NaN or
+        infinite loss stops the run."""
+
+        def __init__(self):
+            self.pending: list[dict] = []
+            trainer.micro_losses = []
+
+        def on_train_begin(self, args, state, control, **kw):
+            kept = [r for r in read_jsonl(run.step_losses_partial) if r["step"] <= state.global_step]
+            atomic_write_text(run.step_losses_partial, "".join(json.dumps(r) + "\n" for r in kept))
+
+        def on_step_end(self, args, state, control, **kw):
+            loss = sum(trainer.micro_losses)
+            trainer.micro_losses.clear()
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"training loss is {loss} at step {state.global_step}")
+            self.pending.append({"step": state.global_step, "loss": loss})
+
+        def flush(self):
+            with open(run.step_losses_partial, "a", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in self.pending)
+            self.pending.clear()
+
+        def on_save(self, args, state, control, **kw):
+            self.flush()
 
     class StepLog(TrainerCallback):
         """One line per logging step (step, loss, lr, tokens/s); NaN/inf loss stops the run."""
@@ -111,8 +159,6 @@ def _callbacks():
             now = time.perf_counter()
             dt = max(now - self.t0, 1e-9)
             if "loss" in logs:
-                if not math.isfinite(logs["loss"]):
-                    raise NonFiniteLoss(f"training loss is {logs['loss']} at step {state.global_step}")
                 tps = (state.num_input_tokens_seen - self.tokens0) / dt
                 steps = max(state.global_step - self.step0, 1)
                 log.info(
@@ -161,7 +207,7 @@ def _callbacks():
             atomic_write_text(ckpt / COMPLETE_MARKER, now_iso() + "\n")
             faults.hit("after_save", state.global_step)
 
-    return StepLog(), SignalCheckpoint(), MarkComplete()
+    return StepLosses(), StepLog(), SignalCheckpoint(), MarkComplete()
 
 
 # ----------------------------------------------------------------------------- Slurm deadline
@@ -242,6 +288,7 @@ def _meta(cfg: RunConfig, run: RunFolder, attempts: list[dict], env: dict, git: 
         **env,
         "slurm_job_ids": [a["slurm_job_id"] for a in attempts if a["slurm_job_id"]],
         "attempts": len(attempts),
+        "attempt_history": attempts,
         "resumes": sum(1 for a in attempts if a["resumed_from_step"] is not None),
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
@@ -252,10 +299,26 @@ def _meta(cfg: RunConfig, run: RunFolder, attempts: list[dict], env: dict, git: 
     }
 
 
+def _trainer_class():
+    from transformers import Seq2SeqTrainer
+
+    class LedTrainer(Seq2SeqTrainer):
+        """Seq2SeqTrainer that records each micro-batch's loss (for per-step loss history)."""
+
+        micro_losses: list[float]
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            self.micro_losses.append(loss.detach().float().item())
+            return loss
+
+    return LedTrainer
+
+
 def train(cfg: RunConfig, run: RunFolder, threads: int | None = None) -> dict:
     """Train (or resume) the run; save the final model to `checkpoint/`; write meta.json."""
     import torch
-    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, enable_full_determinism, set_seed
+    from transformers import Seq2SeqTrainingArguments, enable_full_determinism, set_seed
     from transformers.trainer_callback import PrinterCallback
 
     threads = set_threads(cfg, threads)
@@ -322,13 +385,13 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None) -> dict:
         dataloader_num_workers=0,
         log_level="warning",
     )
-    trainer = Seq2SeqTrainer(
+    trainer = _trainer_class()(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=_collator(tok, model), processing_class=tok,
     )
-    step_log, on_signal, marker = _callbacks()
+    step_losses, step_log, on_signal, marker = _callbacks(run, trainer)
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
-    for cb in (step_log, on_signal, marker):
+    for cb in (step_losses, step_log, on_signal, marker):
         trainer.add_callback(cb)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
@@ -340,12 +403,18 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None) -> dict:
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - t0
     if on_signal.received:
+        attempts = run.read_json(run.attempts)
+        attempts[-1].update(end_time=now_iso(), stopped=on_signal.received, stopped_at_step=trainer.state.global_step,
+                            train_seconds=round(train_seconds, 3))
+        write_json(run.attempts, attempts)
         raise TrainingInterrupted(
             f"{on_signal.received} at step {trainer.state.global_step}: resume checkpoint saved in {run.resume}"
         )
 
     history = trainer.state.log_history
     atomic_write_text(run.log_history, "".join(json.dumps(h) + "\n" for h in history))
+    step_losses.flush()
+    atomic_write_text(run.step_losses, run.step_losses_partial.read_text())
     _save_final(trainer, tok, run)
     train_losses = [h["loss"] for h in history if "loss" in h]
     attempts = run.read_json(run.attempts)

@@ -1,8 +1,10 @@
 # ---------------------------------------------------------------- aggregate
-# One row per run (config columns + metrics) and one row per config over seeds.
+# One row per run (config columns + metrics) and one row per config over seeds. Runs whose
+# data changed since they ran are marked stale (their data hashes are in meta.json).
 rule aggregate:
     input:
-        get_sweep_summaries,
+        summaries=get_sweep_summaries,
+        data=get_sweep_data_files,
     output:
         comparison="results/sweeps/{sweep}/comparison.csv",
         by_config="results/sweeps/{sweep}/comparison_by_config.csv",

@@ -1,5 +1,7 @@
 # Helpers for the rules: sweep expansion and input functions. Cheap at parse time (no torch):
 # every Slurm job re-parses the workflow.
+from pathlib import Path
+
 from ledsweep.config import RUN_NAME_PATTERN
 from ledsweep.sweep import SWEEP_NAME, SweepError, load_sweeps
 from snakemake.exceptions import WorkflowError
@@ -46,7 +48,29 @@ def get_sweep_summaries(wildcards):
     return expand("results/{run}/summary.json", run=SWEEPS[wildcards.sweep].runs)
 
 
+def get_sweep_data_files(wildcards):
+    """The sweep's local data files that exist: a changed file re-runs `aggregate`, which marks the
+    runs trained on its old content as stale (a vanished file is the runs' own failure)."""
+    files = {
+        path
+        for run in SWEEPS[wildcards.sweep].runs.values()
+        for split in ("train", "validation", "test")
+        if (path := run.config["data"][f"{split}_file"])
+    }
+    return sorted(p for p in files if Path(p).is_file())
+
+
 def get_sweep_hub_names(wildcards):
     from ledsweep.prefetch import hub_names
 
     return hub_names(r.config for r in SWEEPS[wildcards.sweep].runs.values())
+
+
+def print_comparison_paths():
+    """After a successful run: where each sweep's tables are."""
+    for name in SWEEPS:
+        table = Path("results/sweeps") / name / "comparison.csv"
+        if table.exists():
+            print(
+                f"sweep {name}: comparison table {table}, by config {table.with_name('comparison_by_config.csv')}"
+            )

@@ -5,10 +5,21 @@ from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 - `snakemake` is injected
 
-from ledsweep.aggregate import write_tables  # noqa: E402
+from ledsweep.aggregate import collect, write_tables  # noqa: E402
 from ledsweep.sweep import load_sweeps  # noqa: E402
 
+
+def say(message: str) -> None:
+    """To the terminal and to the rule's log."""
+    print(message)
+    print(message, file=sys.stderr)
+
+
 sweep = load_sweeps(snakemake.config, only=[snakemake.wildcards.sweep])[snakemake.wildcards.sweep]  # noqa: F821
-paths = write_tables("results", sweep, Path(snakemake.output.comparison).parent)  # noqa: F821
-print(f"sweep {sweep.name}: comparison table -> {paths[0]}", file=sys.stderr)
-print(f"sweep {sweep.name}: comparison table -> {paths[0]}")
+rows = collect("results", sweep)
+paths = write_tables("results", sweep, Path(snakemake.output.comparison).parent, rows=rows)  # noqa: F821
+for row in rows:  # loudly: their metrics come from data that has changed since
+    if row["status"] == "stale":
+        say(f"WARNING: run {row['run_name']} is stale: {row['reason']}; redo it with: snakemake --profile "
+            f"<profile> results/{row['run_name']}/summary.json --forcerun train")
+say(f"sweep {sweep.name}: comparison table -> {paths[0]}")
