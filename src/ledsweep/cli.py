@@ -53,6 +53,7 @@ def run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, threads
             if not overwrite:
                 raise RunFolderError(f"{run.path} is a finished run (summary.json exists); pass --overwrite to re-evaluate")
             run.summary.unlink()
+        run.remove_temp_files()
     stage = "train"
     try:
         meta = train.train(cfg, run, threads) if "train" in stages else None

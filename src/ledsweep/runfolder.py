@@ -65,6 +65,11 @@ class RunFolder:
         except FileNotFoundError:
             return default
 
+    def remove_temp_files(self) -> None:
+        """Temp files of atomic writes that a killed process left behind (never the real files)."""
+        for tmp in self.path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
     def record_failure(self, stage: str, reason: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.failure, {"status": "failed", "stage": stage, "reason": reason, "time": now_iso()})

@@ -68,6 +68,7 @@ def prepare_run_folder(cfg: RunConfig, overwrite: bool = False) -> RunFolder:
         log.warning("discarding resume state of a different config in %s", run.resume)
         shutil.rmtree(run.resume, ignore_errors=True)
     run.path.mkdir(parents=True, exist_ok=True)
+    run.remove_temp_files()
     text = dump_yaml(cfg.to_dict())
     if not run.config.is_file() or run.config.read_text() != text:
         atomic_write_text(run.config, text)  # untouched when equal: keeps Snakemake's mtimes stable

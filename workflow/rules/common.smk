@@ -50,7 +50,8 @@ def get_sweep_summaries(wildcards):
 
 def get_sweep_data_files(wildcards):
     """The sweep's local data files that exist: a changed file re-runs `aggregate`, which marks the
-    runs trained on its old content as stale (a vanished file is the runs' own failure)."""
+    runs trained on its old content as stale (a vanished file is the runs' own failure).
+    """
     files = {
         path
         for run in SWEEPS[wildcards.sweep].runs.values()
