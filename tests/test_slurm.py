@@ -125,7 +125,7 @@ def test_time_limit_kill_resumes_to_the_same_weights(tmp_path):
     retries resume it until it ends with the weights of an uninterrupted run."""
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump({"sweeps": {"limit": {
-        "base": "config/tiny_run.yaml", "grid": {"seed": [1]},
+        "base": str(REPO / "tests/configs/tiny_run.yaml"), "grid": {"seed": [1]},
         "set": {"training.max_steps": 1000, "training.save_steps": 100000, "training.eval_steps": None,
                 "training.logging_steps": 250, "data.max_train_samples": 256, "evaluation.bertscore_model": None},
     }}}))

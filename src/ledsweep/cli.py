@@ -40,7 +40,8 @@ def preflight(cfg: RunConfig, stages: tuple[str, ...]) -> None:
         metrics.resolve_bertscore_model(cfg.evaluation.bertscore_model)
 
 
-def run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, threads: int | None = None) -> int:
+def run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, threads: int | None = None,
+               stop_after: int | None = None) -> int:
     from . import evaluate, train
 
     if "train" in stages:
@@ -56,7 +57,7 @@ def run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, threads
         run.remove_temp_files()
     stage = "train"
     try:
-        meta = train.train(cfg, run, threads) if "train" in stages else None
+        meta = train.train(cfg, run, threads, stop_after) if "train" in stages else None
         stage = "evaluate"
         if "evaluate" in stages:
             evaluate.evaluate(cfg, run, meta, threads)
@@ -85,6 +86,10 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads when the config leaves num_threads unset (recorded in meta.json)"
     )
+    parser.add_argument(
+        "--stop-after-step", type=int, metavar="K",
+        help="checkpoint and stop after optimizer step K, exit 143 (for audit replays: verify_run.py)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     stages = ("train", "evaluate") if args.stage == "all" else (args.stage,)
@@ -92,7 +97,7 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, output_dir=args.output_dir)
         preflight(cfg, stages)
-        return run_stages(cfg, stages, args.overwrite, args.threads)
+        return run_stages(cfg, stages, args.overwrite, args.threads, args.stop_after_step)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         run = RunFolder(cfg.run_dir) if cfg else None

@@ -112,7 +112,7 @@ def latest_checkpoint(resume_dir: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- callbacks
-def _callbacks(run: RunFolder, trainer):
+def _callbacks(run: RunFolder, trainer, stop_after: int | None = None):
     from transformers import TrainerCallback
 
     class StepLosses(TrainerCallback):
@@ -195,6 +195,8 @@ def _callbacks(run: RunFolder, trainer):
             if not self.received and self.deadline and time.time() > self.deadline:
                 self.received = "job end time near"
                 log.warning("Slurm job end time is near: saving a resume checkpoint after this step")
+            if not self.received and stop_after and state.global_step >= stop_after:
+                self.received = f"stop after step {stop_after}"
             if self.received:
                 control.should_save = True
                 control.should_training_stop = True
@@ -316,8 +318,10 @@ def _trainer_class():
     return LedTrainer
 
 
-def train(cfg: RunConfig, run: RunFolder, threads: int | None = None) -> dict:
-    """Train (or resume) the run; save the final model to `checkpoint/`; write meta.json."""
+def train(cfg: RunConfig, run: RunFolder, threads: int | None = None, stop_after: int | None = None) -> dict:
+    """Train (or resume) the run; save the final model to `checkpoint/`; write meta.json.
+
+    `stop_after`: checkpoint and stop after that optimizer step (TrainingInterrupted), for audit replays."""
     import torch
     from transformers import Seq2SeqTrainingArguments, enable_full_determinism, set_seed
     from transformers.trainer_callback import PrinterCallback
@@ -390,7 +394,7 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None) -> dict:
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=_collator(tok, model), processing_class=tok,
     )
-    step_losses, step_log, on_signal, marker = _callbacks(run, trainer)
+    step_losses, step_log, on_signal, marker = _callbacks(run, trainer, stop_after)
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
     for cb in (step_losses, step_log, on_signal, marker):
         trainer.add_callback(cb)

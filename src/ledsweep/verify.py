@@ -36,7 +36,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -254,35 +253,6 @@ def check_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], list[str]
 
 
 # ----------------------------------------------------------------------------- replay
-def _stop_after_step(k: int) -> None:
-    """Stop training after optimizer step k, through the trainer's own checkpoint-and-stop path.
-
-    At the start of step k (the `faults.hit("step", k)` hook) this process sends itself SIGUSR1; the
-    trainer's signal callback then finishes step k, saves a resume checkpoint (which flushes the step
-    losses to resume/step_losses.jsonl) and stops. Nothing before step k differs from the original run:
-    same config, so the same schedule, warm-up, data order, eval and save cadence.
-    """
-    from . import faults
-
-    original = faults.hit
-
-    def hit(point: str, step: int | None = None) -> None:
-        if point == "step" and step == k:
-            signal.raise_signal(signal.SIGUSR1)
-        original(point, step)
-
-    faults.hit = hit
-
-
-def _replay_worker(argv: list[str]) -> int:
-    """Entry point of the replay subprocess: `<stop_after> <train_baseline.py arguments...>`."""
-    if int(argv[0]):
-        _stop_after_step(int(argv[0]))
-    from .cli import train_main
-
-    return train_main(argv[1:])
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['seed=2', 'training.learning_rate=2.0e-3'] -> {dotted key: YAML-parsed value}."""
     out = {}
@@ -309,14 +279,16 @@ def replay(run: RunFolder, meta: dict, workdir: Path, stop_after: int | None, ov
         raise VerifyError(f"--replay-override: {e}") from None
     args = ["--config", str(config), "--output-dir", str(workdir)]
     args += ["--threads", str(meta["num_threads"])] if meta.get("num_threads") else []
-    args += ["--stage", "train"] if stop_after else []
+    # same config, so the same schedule, warm-up, data order and cadence; the trainer checkpoints and
+    # stops itself after step K (exit 143), which flushes the step losses
+    args += ["--stage", "train", "--stop-after-step", str(stop_after)] if stop_after else []
     src = str(Path(__file__).resolve().parents[1])  # this checkout's ledsweep, whatever is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     env.pop("LEDSWEEP_FAULT", None)
     log_path = workdir / "replay.log"
-    code = "import sys; from ledsweep.verify import _replay_worker; sys.exit(_replay_worker(sys.argv[1:]))"
+    code = "import sys; from ledsweep.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
     with open(log_path, "w") as log:
-        rc = subprocess.run([sys.executable, "-c", code, str(stop_after or 0), *args], env=env, stdout=log,
+        rc = subprocess.run([sys.executable, "-c", code, *args], env=env, stdout=log,
                             stderr=subprocess.STDOUT).returncode
     if rc not in ((0, 143) if stop_after else (0,)):
         tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
