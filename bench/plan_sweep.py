@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 BARE = """
-N = int(config["n"])
+N = int(config["nruns"])
 RUNS = [f"demo_lr{i // 10}_seed{i % 10}" for i in range(N)]
 
 rule all:
@@ -99,7 +99,7 @@ def main() -> None:
         for n in args.runs:
             lw, bw = ledsweep_dir(tmp, n), bare_dir(tmp, n)
             led = min(run_child(smk, lw) for _ in range(args.repeat))
-            bare = min(run_child([*smk, "--config", f"n={n}"], bw) for _ in range(args.repeat))
+            bare = min(run_child([*smk, "--config", f"nruns={n}"], bw) for _ in range(args.repeat))
             print(f"| {n} | {led[0]:.2f} | {bare[0]:.2f} | {led[0] / bare[0]:.2f} | {led[1]:.0f} | {bare[1]:.0f} "
                   f"| {led[1] / bare[1]:.2f} |", flush=True)
 
