@@ -6,8 +6,20 @@ rule aggregate:
         summaries=get_sweep_summaries,
         data=get_sweep_data_files,
     output:
-        comparison="results/sweeps/{sweep}/comparison.csv",
-        by_config="results/sweeps/{sweep}/comparison_by_config.csv",
+        comparison=report(
+            "results/sweeps/{sweep}/comparison.csv",
+            caption="../report/comparison_csv.rst",
+            category="Sweep {sweep}",
+            subcategory="Comparison table",
+            labels={"table": "comparison.csv"},
+        ),
+        by_config=report(
+            "results/sweeps/{sweep}/comparison_by_config.csv",
+            caption="../report/comparison_by_config.rst",
+            category="Sweep {sweep}",
+            subcategory="Comparison table",
+            labels={"table": "comparison_by_config.csv"},
+        ),
     log:
         "results/sweeps/{sweep}/logs/aggregate.log",
     localrule: True

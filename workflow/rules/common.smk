@@ -2,6 +2,7 @@
 # every Slurm job re-parses the workflow.
 from pathlib import Path
 
+from ledsweep.aggregate import METRICS
 from ledsweep.config import RUN_NAME_PATTERN
 from ledsweep.sweep import SWEEP_NAME, SweepError, load_sweeps
 from snakemake.exceptions import WorkflowError
@@ -17,11 +18,30 @@ RUNS = {name: run for sweep in SWEEPS.values() for name, run in sweep.runs.items
 # functions refuse names that no selected sweep defines (one pattern scales to 10,000 runs)
 RUN_WILDCARD = RUN_NAME_PATTERN.strip("^$")
 SWEEP_WILDCARD = SWEEP_NAME.pattern.strip("^$")
+METRIC_WILDCARD = "|".join(METRICS)
 
 
 def get_all_comparisons():
     """Every selected sweep's comparison table (the default target)."""
     return expand("results/sweeps/{sweep}/comparison.csv", sweep=SWEEPS)
+
+
+def get_all_plots():
+    """Every run's loss plot and every selected sweep's plots (also in the default target)."""
+    from ledsweep.plots import sweep_plot_names
+
+    per_run = expand("results/{run}/plots/loss.png", run=RUNS)
+    per_sweep = [
+        f"results/sweeps/{name}/{plot}"
+        for name, sweep in SWEEPS.items()
+        for plot in [*sweep_plot_names(sweep), "comparison.html"]
+    ]
+    return per_run + per_sweep
+
+
+def get_sweep_metas(wildcards):
+    """Every run's meta.json (train output): the loss curves come from the run folders."""
+    return expand("results/{run}/meta.json", run=SWEEPS[wildcards.sweep].runs)
 
 
 def get_run(wildcards):

@@ -3,7 +3,13 @@
 # rewritten, and the run redone, only when the run's config really changes.
 rule run_config:
     output:
-        "results/{run}/config.yaml",
+        report(
+            "results/{run}/config.yaml",
+            caption="../report/run_config.rst",
+            category="Runs",
+            subcategory="{run}",
+            labels={"run": "{run}", "file": "config.yaml"},
+        ),
     log:
         "results/{run}/logs/run_config.log",
     localrule: True
@@ -44,7 +50,13 @@ rule evaluate:
         checkpoint=rules.train.output.checkpoint,
         meta=rules.train.output.meta,
     output:
-        summary="results/{run}/summary.json",
+        summary=report(
+            "results/{run}/summary.json",
+            caption="../report/summary.rst",
+            category="Runs",
+            subcategory="{run}",
+            labels={"run": "{run}", "file": "summary.json"},
+        ),
         predictions="results/{run}/predictions.jsonl",
     log:
         "results/{run}/logs/evaluate.log",

@@ -1,0 +1,287 @@
+"""Plots of runs and sweeps (PNG, matplotlib Agg), byte-identical across two runs on the same inputs.
+
+    plot_run_loss("results/demo_lr0.001_seed1", "results/demo_lr0.001_seed1/plots/loss.png")
+    plot_metric_vs_key("results", sweep, "rougeL", "training.learning_rate", "results/sweeps/demo/rougeL_vs_...png")
+    plot_loss_curves("results", sweep, "results/sweeps/demo/loss_curves.png")
+    write_comparison_html("results", sweep, "results/sweeps/demo/comparison.html")
+
+Determinism: fixed font (DejaVu Sans, shipped with matplotlib), sizes, dpi and figure size; no
+timestamps or software tag in the PNG (`metadata={"Software": None}`); runs, configurations and
+series always in sweep order. matplotlib is imported lazily (the Snakefile imports nothing from here).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .aggregate import METRICS, SHOWN, _short, by_config, collect, group_keys, sort_rows
+from .sweep import Sweep
+
+DPI = 100
+FIGSIZE = (6.4, 4.0)
+RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "path.simplify": False,
+    "svg.hashsalt": "ledsweep",
+}
+BEST_COLOR = "#d62728"
+STYLE = ("<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}tr.best{font-weight:bold;background:#fff3c4}"
+         "</style></head><body>")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from cycler import cycler
+
+    rc = dict(RC, **{"axes.prop_cycle": cycler(color=["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
+                                                      "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"])})
+    return plt, rc
+
+
+def _save(fig, out: str | Path) -> Path:
+    """PNG bytes with no software/time metadata, written atomically (temp file + rename)."""
+    out = Path(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _rows(path: Path) -> list[dict]:
+    """JSON-lines objects of `path`; a missing or unreadable file, or a line that does not parse (a file
+    being written), is skipped: a plot shows what is there."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out
+
+
+def read_losses(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """{"train": [(step, loss)], "eval": [(step, eval_loss)], "step": [(step, loss)]} from the run folder's
+    log_history.jsonl (Trainer log events) and step_losses.jsonl (every optimizer step); [] where absent."""
+    run_dir = Path(run_dir)
+    out: dict[str, list[tuple[int, float]]] = {"train": [], "eval": [], "step": []}
+    for row in _rows(run_dir / "log_history.jsonl"):
+        step = row.get("step")
+        if not isinstance(step, int):
+            continue
+        if _num(row.get("loss")):
+            out["train"].append((step, float(row["loss"])))
+        if _num(row.get("eval_loss")):
+            out["eval"].append((step, float(row["eval_loss"])))
+    for row in _rows(run_dir / "step_losses.jsonl"):
+        if isinstance(row.get("step"), int) and _num(row.get("loss")):
+            out["step"].append((row["step"], float(row["loss"])))
+    return out
+
+
+def _xy(points):
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_run_loss(run_dir: str | Path, out: str | Path, title: str | None = None) -> Path:
+    """Training (per step and per logging step) and evaluation loss against step for one run."""
+    plt, rc = _pyplot()
+    losses = read_losses(run_dir)
+    with plt.rc_context(rc):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        if losses["step"]:
+            ax.plot(*_xy(losses["step"]), color="#1f77b4", alpha=0.35, linewidth=0.8, label="train loss (every step)")
+        if losses["train"]:
+            ax.plot(*_xy(losses["train"]), color="#1f77b4", marker="o", markersize=3, linewidth=1.5,
+                    label="train loss (logged)")
+        if losses["eval"]:
+            ax.plot(*_xy(losses["eval"]), color="#ff7f0e", marker="s", markersize=4, linewidth=1.5, label="eval loss")
+        if not any(losses.values()):
+            ax.text(0.5, 0.5, "no loss recorded yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(title or Path(run_dir).name)
+        ax.grid(True, alpha=0.3)
+        if any(losses.values()):
+            ax.legend(loc="upper right")
+        fig.tight_layout()
+        try:
+            return _save(fig, out)
+        finally:
+            plt.close(fig)
+
+
+def _label(v: Any) -> str:
+    return _short("", v)
+
+
+def best_config(groups: list[dict], metric: str) -> dict | None:
+    """The configuration with the best seed mean of `metric` (None when no run has completed)."""
+    ranked = sort_rows([dict(g, status="completed") for g in groups], metric, key=f"{metric}_mean")
+    return ranked[0] if ranked and _num(ranked[0].get(f"{metric}_mean")) else None
+
+
+def plot_metric_vs_key(results_dir: str | Path, sweep: Sweep, metric: str, key: str, out: str | Path,
+                       rows: list[dict] | None = None) -> Path:
+    """`metric` (seed mean, 95% CI error bars) against the values of swept `key`; one series per combination
+    of the other swept keys; the best configuration is marked with a star."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {list(METRICS)}")
+    keys = group_keys(sweep)
+    if key not in keys:
+        raise ValueError(f"sweep {sweep.name}: {key!r} is not a swept key (other than seed): {keys}")
+    rows = collect(results_dir, sweep) if rows is None else rows
+    groups = by_config(rows, sweep)
+    best = best_config(groups, metric)
+    others = [k for k in keys if k != key]
+    values = list(dict.fromkeys(repr(g[key]) for g in groups))  # sweep order, distinct
+    raw = {repr(g[key]): g[key] for g in groups}
+    numeric = all(_num(raw[v]) for v in values)
+    if numeric:
+        xpos = {v: float(raw[v]) for v in values}
+        log = len(values) > 1 and all(raw[v] > 0 for v in values) and max(xpos.values()) / min(xpos.values()) >= 10
+    else:
+        xpos, log = {v: float(i) for i, v in enumerate(values)}, False
+    series: dict[str, list[dict]] = {}
+    for g in groups:
+        series.setdefault(", ".join(f"{k}={_label(g[k])}" for k in others), []).append(g)
+    plt, rc = _pyplot()
+    with plt.rc_context(rc):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        for i, (name, gs) in enumerate(series.items()):
+            pts = sorted(((xpos[repr(g[key])], g) for g in gs if _num(g.get(f"{metric}_mean"))), key=lambda p: p[0])
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            ys = [p[1][f"{metric}_mean"] for p in pts]
+            err = [p[1][f"{metric}_ci95"] if _num(p[1].get(f"{metric}_ci95")) else 0.0 for p in pts]
+            ns = [p[1]["n"] for p in pts]
+            label = (name or "seed mean") + f" (n={min(ns)}" + (f"..{max(ns)})" if max(ns) != min(ns) else ")")
+            ax.errorbar(xs, ys, yerr=err, marker="o", markersize=4, capsize=4, linewidth=1.5, label=label,
+                        color=f"C{i % 9}")
+        if best is not None:
+            ax.plot([xpos[repr(best[key])]], [best[f"{metric}_mean"]], marker="*", markersize=16, color=BEST_COLOR,
+                    linestyle="none", zorder=5,
+                    label="best: " + ", ".join(f"{k}={_label(best[k])}" for k in keys)
+                    + f" ({metric} {best[f'{metric}_mean']:.4f})")
+        else:
+            ax.text(0.5, 0.5, "no completed runs yet", ha="center", va="center", transform=ax.transAxes)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xticks([xpos[v] for v in values])
+        ax.set_xticklabels([_label(raw[v]) for v in values])
+        ax.minorticks_off()
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"{metric} (mean over seeds, 95% CI)")
+        ax.set_title(f"sweep {sweep.name}: {metric} vs {key}")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
+        fig.tight_layout()
+        try:
+            return _save(fig, out)
+        finally:
+            plt.close(fig)
+
+
+def plot_loss_curves(results_dir: str | Path, sweep: Sweep, out: str | Path, metric: str | None = None,
+                     rows: list[dict] | None = None) -> Path:
+    """Training loss of every run of the sweep overlaid (per step where recorded); the best run (by `metric`,
+    default the sweep's primary metric) drawn thick in red."""
+    metric = metric or sweep.primary_metric
+    rows = collect(results_dir, sweep) if rows is None else rows
+    ranked = sort_rows(rows, metric)
+    best = ranked[0]["run_name"] if ranked and ranked[0]["status"] == "completed" else None
+    plt, rc = _pyplot()
+    with plt.rc_context(rc):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        drawn = 0
+        for i, name in enumerate(sweep.runs):
+            losses = read_losses(Path(results_dir) / name)
+            pts = losses["step"] or losses["train"]
+            if not pts:
+                continue
+            is_best = name == best
+            ax.plot(*_xy(pts), linewidth=2.2 if is_best else 1.0, color=BEST_COLOR if is_best else f"C{i % 9}",
+                    alpha=1.0 if is_best else 0.8, zorder=4 if is_best else 2,
+                    label=f"{name} (best {metric})" if is_best else name)
+            if losses["eval"]:
+                ax.plot(*_xy(losses["eval"]), linestyle="none", marker="s", markersize=3,
+                        color=BEST_COLOR if is_best else f"C{i % 9}")
+            drawn += 1
+        if not drawn:
+            ax.text(0.5, 0.5, "no loss recorded yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (squares: eval loss)")
+        ax.set_title(f"sweep {sweep.name}: loss curves of {drawn} runs")
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            ax.legend(loc="upper right", ncol=1 if drawn <= 8 else 2)
+        fig.tight_layout()
+        try:
+            return _save(fig, out)
+        finally:
+            plt.close(fig)
+
+
+def sweep_plot_names(sweep: Sweep) -> list[str]:
+    """File names of the sweep's plots under results/sweeps/<sweep>/."""
+    return [*(f"{sweep.primary_metric}_vs_{k}.png" for k in group_keys(sweep)), "loss_curves.png"]
+
+
+def comparison_html(rows: list[dict], sweep: Sweep, metric: str | None = None) -> str:
+    """The comparison table as a small self-contained HTML page (for Snakemake's report), best run marked."""
+    metric = metric or sweep.primary_metric
+    rows = sort_rows(rows, metric)
+    header = ["best", "run_name", "status", *sweep.keys, *SHOWN, "reason"]
+    best = rows[0]["run_name"] if rows and rows[0]["status"] == "completed" else None
+    out = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
+           f"<title>sweep {html.escape(sweep.name)}: comparison</title>",
+           STYLE,
+           f"<h3>sweep {html.escape(sweep.name)}: {len(rows)} runs, sorted by {html.escape(metric)}</h3>",
+           '<table id="comparison"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+           + "</tr></thead><tbody>"]
+    for r in rows:
+        is_best = r["run_name"] == best
+        cells = ["*" if is_best else "", *(_short(c, r.get(c)) for c in header[1:])]
+        out.append(f'<tr class="{"best" if is_best else ""}" data-run="{html.escape(r["run_name"])}">'
+                   + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table></body></html>\n")
+    return "\n".join(out)
