@@ -18,41 +18,34 @@ import sys
 import _bootstrap  # noqa: F401  (puts src/ on sys.path in a plain checkout)
 
 from ledsweep.aggregate import (
-    METRICS,
     SHOWN,
+    add_sweep_arguments,
     by_config,
     collect,
     columns,
     group_keys,
+    load_sweep,
     render,
     sort_rows,
     status_counts,
     to_csv,
 )
-from ledsweep.config import ConfigError, load_yaml
-from ledsweep.sweep import load_sweeps
+from ledsweep.config import ConfigError
 
 BOLD, RESET = "\033[1m", "\033[0m"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="compare.py", description="Compare the runs of a sweep, best first.")
-    p.add_argument("--sweep", required=True, help="sweep name (a key of `sweeps:` in the workflow config)")
-    p.add_argument("--config", default="config/config.yaml", help="workflow config YAML (default: %(default)s)")
-    p.add_argument("--results", default="results", help="folder holding the run folders (default: %(default)s)")
-    p.add_argument("--sort", choices=METRICS, help="metric to rank by (default: the sweep's primary_metric)")
+    add_sweep_arguments(p)
     p.add_argument("--top", type=int, metavar="N", help="show only the N best runs (and configurations)")
-    p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="bold best row in table format (auto: when stdout is a terminal and NO_COLOR is unset)")
     args = p.parse_args(argv)
     if args.top is not None and args.top < 1:
         p.error("--top must be at least 1")
     try:
-        config = load_yaml(args.config)
-        if not isinstance(config, dict):
-            raise ConfigError(f"{args.config}: expected a mapping with a 'sweeps' section")
-        sweep = load_sweeps(config, only=[args.sweep], results_dir=args.results)[args.sweep]
+        sweep = load_sweep(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

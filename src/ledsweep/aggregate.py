@@ -317,26 +317,38 @@ def render(rows: list[dict], header: list[str], markdown: bool = False) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, cells)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`aggregate.py --sweep NAME ...`: print (and optionally write) the sweep's comparison tables."""
-    from .config import ConfigError, load_yaml
-    from .sweep import load_sweeps
-
-    p = argparse.ArgumentParser(prog="aggregate.py", description="Compare the runs of a sweep (works mid-sweep).")
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """--sweep/--config/--results/--sort/--format: shared by scripts/aggregate.py and scripts/compare.py."""
     p.add_argument("--sweep", required=True, help="sweep name (a key of `sweeps:` in the workflow config)")
     p.add_argument("--config", default="config/config.yaml", help="workflow config YAML (default: %(default)s)")
     p.add_argument("--results", default="results", help="folder holding the run folders (default: %(default)s)")
     p.add_argument("--sort", choices=METRICS, help="metric to rank by (default: the sweep's primary_metric)")
+    p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
+
+
+def load_sweep(args: argparse.Namespace) -> Sweep:
+    """The sweep named by --sweep in --config (raises ConfigError naming the file or sweep)."""
+    from .config import ConfigError, load_yaml
+    from .sweep import load_sweeps
+
+    config = load_yaml(args.config)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{args.config}: expected a mapping with a 'sweeps' section")
+    return load_sweeps(config, only=[args.sweep], results_dir=args.results)[args.sweep]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`aggregate.py --sweep NAME ...`: print (and optionally write) the sweep's comparison tables."""
+    from .config import ConfigError
+
+    p = argparse.ArgumentParser(prog="aggregate.py", description="Compare the runs of a sweep (works mid-sweep).")
+    add_sweep_arguments(p)
     p.add_argument("--write", nargs="?", const="", metavar="DIR",
                    help="also write comparison.csv + comparison_by_config.csv to DIR "
                         "(default DIR: <results>/sweeps/<sweep>/)")
-    p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
     args = p.parse_args(argv)
     try:
-        config = load_yaml(args.config)
-        if not isinstance(config, dict):
-            raise ConfigError(f"{args.config}: expected a mapping with a 'sweeps' section")
-        sweep = load_sweeps(config, only=[args.sweep], results_dir=args.results)[args.sweep]
+        sweep = load_sweep(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

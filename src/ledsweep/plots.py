@@ -16,12 +16,11 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .aggregate import METRICS, SHOWN, _short, by_config, collect, group_keys, sort_rows
+from .runfolder import atomic_write_bytes
 from .sweep import Sweep
 
 DPI = 100
@@ -58,21 +57,17 @@ def _pyplot():
 
 
 def _save(fig, out: str | Path) -> Path:
-    """PNG bytes with no software/time metadata, written atomically (temp file + rename)."""
-    out = Path(out)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    """Lay out, then write PNG bytes with no software/time metadata atomically; always close the figure."""
+    import matplotlib.pyplot as plt
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+        atomic_write_bytes(out, buf.getvalue())
+        return Path(out)
+    finally:
+        plt.close(fig)
 
 
 def _num(v: Any) -> bool:
@@ -141,11 +136,7 @@ def plot_run_loss(run_dir: str | Path, out: str | Path, title: str | None = None
         ax.grid(True, alpha=0.3)
         if any(losses.values()):
             ax.legend(loc="upper right")
-        fig.tight_layout()
-        try:
-            return _save(fig, out)
-        finally:
-            plt.close(fig)
+        return _save(fig, out)
 
 
 def _label(v: Any) -> str:
@@ -214,11 +205,7 @@ def plot_metric_vs_key(results_dir: str | Path, sweep: Sweep, metric: str, key: 
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best")
-        fig.tight_layout()
-        try:
-            return _save(fig, out)
-        finally:
-            plt.close(fig)
+        return _save(fig, out)
 
 
 def plot_loss_curves(results_dir: str | Path, sweep: Sweep, out: str | Path, metric: str | None = None,
@@ -254,11 +241,7 @@ def plot_loss_curves(results_dir: str | Path, sweep: Sweep, out: str | Path, met
         ax.grid(True, alpha=0.3)
         if drawn:
             ax.legend(loc="upper right", ncol=1 if drawn <= 8 else 2)
-        fig.tight_layout()
-        try:
-            return _save(fig, out)
-        finally:
-            plt.close(fig)
+        return _save(fig, out)
 
 
 def sweep_plot_names(sweep: Sweep) -> list[str]:
