@@ -19,19 +19,8 @@ T0=$(now_ms)
 elapsed() { local d=$(( $(now_ms) - T0 )); printf '%d.%01d' $(( d / 1000 )) $(( d % 1000 / 100 )); }
 log() { echo "[stop-cluster +$(elapsed)s] $*"; }
 
-# running NAME PID: PID is a live process called NAME. A zombie does not count: the
-# daemons are children of PID 1, and a container's PID 1 may reap them late or
-# never (`kill -0` succeeds on a zombie).
-running() {
-  local state tasks
-  case "$2" in '' | *[!0-9]*) return 1 ;; esac
-  [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ] || return 1
-  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
-  [ -n "$state" ] || return 1
-  case "$state" in Z | X) ;; *) return 0 ;; esac
-  tasks=("/proc/$2/task/"*)   # a zombie leader with live threads is still running
-  [ ${#tasks[@]} -gt 1 ]
-}
+# shellcheck source=tests/slurm/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # running NAME PID
 
 stop_daemon() {   # stop_daemon NAME DEFAULT_PIDFILE
   local name=$1 marker="$STATE_DIR/$1.pidfile" pf pid i
