@@ -34,7 +34,7 @@ def test_sweep_runs_end_to_end(sweep_dir):
         assert (sweep_dir / "results" / run / "summary.json").is_file(), run
         assert (sweep_dir / "results" / run / "logs" / "train.log").is_file()
         meta = json.loads((sweep_dir / "results" / run / "meta.json").read_text())
-        assert meta["hf_hub_offline"] == "1"  # jobs run offline; prefetch ran before them
+        assert meta["hf_hub_offline"] == "1"  # jobs run offline
     rows = read_csv(sweep_dir / "results/sweeps/tiny/comparison.csv")
     assert sorted(r["run_name"] for r in rows) == RUNS
     assert {r["status"] for r in rows} == {"completed"}
@@ -42,8 +42,21 @@ def test_sweep_runs_end_to_end(sweep_dir):
     by_cfg = read_csv(sweep_dir / "results/sweeps/tiny/comparison_by_config.csv")
     assert sorted(r["training.learning_rate"] for r in by_cfg) == ["0.001", "0.002"]
     assert {r["n"] for r in by_cfg} == {"2"}
-    prefetch = json.loads((sweep_dir / "results/sweeps/tiny/prefetch.json").read_text())
-    assert prefetch == {"models": [], "datasets": []}  # local paths only: nothing to download
+    # local paths and packaged models only: nothing to download, so no prefetch job
+    assert not (sweep_dir / "results/sweeps/tiny/prefetch.json").exists()
+
+
+def test_hub_models_are_prefetched_before_training(tmp_path):
+    """A sweep naming a hub model gets one prefetch job, which every train job waits for."""
+    sweep = "sweeps:\n  hub:\n    base: config/tiny_run.yaml\n    grid:\n      seed: [1, 2]\n"
+    sweep += "    set:\n      model.name: allenai/led-base-16384\n"
+    wd = make_workdir(tmp_path / "wd", SWEEP, extra={"config/config.yaml": sweep})
+    proc = snakemake(wd, *LOCAL, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    counts = dict(ln.split()[:2] for ln in proc.stdout.splitlines() if ln.split()[:1] in (["prefetch"], ["train"]))
+    assert counts == {"prefetch": "1", "train": "2"}
+    proc = snakemake(wd, *LOCAL, "-n", "--forceall", "--dag", targets=["results/hub_seed1/meta.json"])
+    assert proc.returncode == 0 and "prefetch" in proc.stdout, proc.stdout[-3000:]
 
 
 def test_nothing_to_do_when_up_to_date_and_comments_do_not_count(sweep_dir):

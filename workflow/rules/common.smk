@@ -1,10 +1,11 @@
 # Helpers for the rules: sweep expansion and input functions. Cheap at parse time (no torch):
 # every Slurm job re-parses the workflow.
+import functools
 from pathlib import Path
 
 from ledsweep.aggregate import METRICS
 from ledsweep.config import RUN_NAME_PATTERN
-from ledsweep.sweep import SWEEP_NAME, SweepError, load_sweeps
+from ledsweep.sweep import SWEEP_NAME, SweepError, load_sweeps, write_run_config
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -60,8 +61,13 @@ def get_run_config(wildcards):
 
 
 def get_prefetch_marker(wildcards):
-    """Hub downloads of the run's sweep (ancient: re-prefetching never forces a rerun)."""
-    return ancient(f"results/sweeps/{get_run(wildcards).sweep}/prefetch.json")
+    """Hub downloads of the run's sweep (ancient: re-prefetching never forces a rerun); none when
+    the sweep names only local paths and packaged models (no prefetch job, no edge per run).
+    """
+    sweep = get_run(wildcards).sweep
+    if not any(sweep_hub_names(sweep).values()):
+        return []
+    return ancient(f"results/sweeps/{sweep}/prefetch.json")
 
 
 def get_sweep_summaries(wildcards):
@@ -81,10 +87,15 @@ def get_sweep_data_files(wildcards):
     return sorted(p for p in files if Path(p).is_file())
 
 
-def get_sweep_hub_names(wildcards):
+@functools.cache
+def sweep_hub_names(sweep):
     from ledsweep.prefetch import hub_names
 
-    return hub_names(r.config for r in SWEEPS[wildcards.sweep].runs.values())
+    return hub_names(r.config for r in SWEEPS[sweep].runs.values())
+
+
+def get_sweep_hub_names(wildcards):
+    return sweep_hub_names(wildcards.sweep)
 
 
 def print_comparison_paths():

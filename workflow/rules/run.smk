@@ -1,6 +1,7 @@
 # ---------------------------------------------------------------- run_config
 # The resolved run config. Its only trigger is the config itself (a param): it is
-# rewritten, and the run redone, only when the run's config really changes.
+# rewritten, and the run redone, only when the run's config really changes. A `run:`
+# block: Snakemake runs it in its own process (no Python start per run).
 rule run_config:
     output:
         report(
@@ -13,12 +14,10 @@ rule run_config:
     log:
         "results/{run}/logs/run_config.log",
     localrule: True
-    conda:
-        "../../environment.yaml"
     params:
         config=get_run_config,
-    script:
-        "../scripts/write_run_config.py"
+    run:
+        write_run_config(params.config, output[0], log[0])
 
 
 # ---------------------------------------------------------------- train
