@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Per-run overhead: one tiny run through Snakemake (local and Slurm profiles) vs train_baseline.py.
+
+The same run (tests/configs/tiny_run.yaml, 12 steps, BERTScore on) is timed, in fresh folders, as
+  direct      python scripts/train_baseline.py --config <run>.yaml --output-dir <tmp>
+  local       snakemake --profile profiles/local results/<run>/summary.json
+  slurm-ci    snakemake --profile profiles/slurm --profile profiles/slurm-ci results/<run>/summary.json
+  slurm       snakemake --profile profiles/slurm results/<run>/summary.json   (--with-default-polling)
+Each Snakemake case runs the run's three jobs (run_config, train, evaluate); the difference to
+`direct` is what the workflow adds per run: parsing, the extra Python start per job, and for
+Slurm: sbatch, the job re-parsing the workflow on the node, srun, and status polling. The Slurm
+cases need the cluster of tests/slurm/start-cluster.sh. Wall times, best of --repeat.
+
+    python bench/run_overhead.py [--repeat 2] [--with-default-polling] [--no-slurm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "one_seed1"
+SWEEP = "sweeps:\n  one:\n    base: config/tiny_run.yaml\n    grid:\n      seed: [1]\n"
+CASES = {
+    "local": ["--profile", "profiles/local"],
+    "slurm-ci": ["--profile", "profiles/slurm", "--profile", "profiles/slurm-ci"],
+    "slurm": ["--profile", "profiles/slurm"],
+}
+
+
+def workdir(root: Path) -> Path:
+    """A fresh folder that looks like a checkout (as the tests make them)."""
+    wd = Path(tempfile.mkdtemp(dir=root))
+    for name in ("workflow", "profiles", "data", "scripts", "src"):
+        (wd / name).symlink_to(REPO / name)
+    (wd / "config").mkdir()
+    shutil.copy(REPO / "tests/configs/tiny_run.yaml", wd / "config/tiny_run.yaml")
+    (wd / "config/config.yaml").write_text(SWEEP)
+    return wd
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stdout[-4000:]}")
+    return wall
+
+
+def direct(root: Path) -> float:
+    wd = workdir(root)
+    cfg = (wd / "config/tiny_run.yaml").read_text().replace("run_name: tiny_run", f"run_name: {RUN}")
+    (wd / "run.yaml").write_text(cfg)
+    return timed([sys.executable, "scripts/train_baseline.py", "--config", "run.yaml", "--threads", "2"], wd)
+
+
+def snakemake(root: Path, case: str) -> float:
+    wd = workdir(root)
+    return timed([sys.executable, "-m", "snakemake", f"results/{RUN}/summary.json", *CASES[case]], wd)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=2, help="timings per case, interleaved; the minimum is reported")
+    ap.add_argument("--no-slurm", action="store_true", help="skip the Slurm cases")
+    ap.add_argument("--with-default-polling", action="store_true",
+                    help="also time profiles/slurm alone (the plugin's 40 s status polling)")
+    args = ap.parse_args()
+    cases = ["direct", "local"] + ([] if args.no_slurm else ["slurm-ci"]) + (["slurm"] if args.with_default_polling else [])
+    times: dict[str, list[float]] = {c: [] for c in cases}
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            for case in cases:
+                wall = direct(Path(tmp)) if case == "direct" else snakemake(Path(tmp), case)
+                times[case].append(wall)
+                print(f"  round {i + 1}: {case:9s} {wall:6.1f} s", flush=True)
+    base = min(times["direct"])
+    print("\n| case | wall s (best) | all rounds | overhead vs direct s |")
+    print("|---|---:|---|---:|")
+    for case in cases:
+        best = min(times[case])
+        print(f"| {case} | {best:.1f} | {', '.join(f'{t:.1f}' for t in times[case])} | {best - base:+.1f} |")
+
+
+if __name__ == "__main__":
+    main()
