@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Planning cost: `snakemake -n` of a generated N-run sweep vs a bare Snakefile baseline.
 
-The baseline is what a user would otherwise write: a Snakefile with the same jobs per run
-(config -> train -> evaluate) plus one aggregate, built with a plain `expand`, no validation.
+The baseline is what a user would otherwise write: a Snakefile with the same jobs per run and
+the same DAG shape (config -> train -> evaluate, train -> loss plot; one aggregate over all
+summaries, one loss-curve plot over all runs), built with a plain `expand`, no validation.
 Both are timed in fresh processes on the same machine, in the same invocation; wall time and
 peak RSS (of the snakemake process) are reported, as ratios ledsweep / baseline.
 
@@ -26,11 +27,19 @@ N = int(config["nruns"])
 RUNS = [f"demo_lr{i // 10}_seed{i % 10}" for i in range(N)]
 
 rule all:
-    input: "results/sweeps/demo/comparison.csv"
+    input:
+        "results/sweeps/demo/comparison.csv",
+        "results/sweeps/demo/loss_curves.png",
+        expand("results/{run}/plots/loss.png", run=RUNS),
 
 rule aggregate:
     input: expand("results/{run}/summary.json", run=RUNS)
     output: "results/sweeps/demo/comparison.csv"
+    shell: "touch {output}"
+
+rule loss_curves:
+    input: "results/sweeps/demo/comparison.csv", expand("results/{run}/meta.json", run=RUNS)
+    output: "results/sweeps/demo/loss_curves.png"
     shell: "touch {output}"
 
 rule run_config:
@@ -43,8 +52,13 @@ rule train:
     shell: "touch {output}"
 
 rule evaluate:
-    input: "results/{run}/meta.json"
+    input: "results/{run}/config.yaml", "results/{run}/meta.json"
     output: "results/{run}/summary.json"
+    shell: "touch {output}"
+
+rule plot_loss:
+    input: "results/{run}/meta.json"
+    output: "results/{run}/plots/loss.png"
     shell: "touch {output}"
 """
 
