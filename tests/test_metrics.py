@@ -23,6 +23,15 @@ def test_rouge_workers_give_identical_scores():
     assert metrics.rouge(preds, refs, workers=2) == metrics.rouge(preds, refs, workers=1)
 
 
+def test_rouge_workers_give_identical_per_pair_scores_in_order():
+    preds = [f"Oslo {'bridge ' * (i % 7)}closed. Day {i} was calm." for i in range(101)]
+    refs = [f"The Oslo bridge opened on day {i}. It rained." for i in range(101)]
+    one = metrics.rouge_per_example(preds, refs, workers=1)
+    assert len({r["rouge1"] for r in one}) > 5  # pairs differ, so a reordering would show
+    assert metrics.rouge_per_example(preds, refs, workers=2) == one
+    assert metrics.rouge_per_example(preds, refs, workers=3) == one
+
+
 def test_rougelsum_splits_sentences():
     assert metrics.sentences_per_line("One. Two! Three?") == "One.\nTwo!\nThree?"
 

@@ -18,10 +18,21 @@ def sentences_per_line(text: str) -> str:
     return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
 
 
-def _rouge_chunk(pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
-    from rouge_score import rouge_scorer
+_scorer = None
 
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+def _rouge_scorer():
+    """One RougeScorer per process (rouge-score imports nltk: ~1 s)."""
+    global _scorer
+    if _scorer is None:
+        from rouge_score import rouge_scorer
+
+        _scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    return _scorer
+
+
+def _rouge_chunk(pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
+    scorer = _rouge_scorer()
     out = []
     for pred, ref in pairs:
         s = scorer.score(sentences_per_line(ref), sentences_per_line(pred))
@@ -30,10 +41,13 @@ def _rouge_chunk(pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
 
 
 def rouge_per_example(predictions: list[str], references: list[str], workers: int = 1) -> list[dict[str, float]]:
+    """Per-pair F-measures, in order; the same numbers whatever `workers` is."""
     pairs = list(zip(predictions, references))
     if workers <= 1 or len(pairs) < 2 * workers:
         return _rouge_chunk(pairs)
-    size = -(-len(pairs) // workers)
+    _rouge_scorer()  # import and build it once, here: forked workers (Linux's default) inherit it
+    # many small chunks, handed out as workers free up: a slow core or long pairs do not leave the other idle
+    size = -(-len(pairs) // (16 * workers))
     chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     with ProcessPoolExecutor(workers) as pool:
         return [row for part in pool.map(_rouge_chunk, chunks) for row in part]
