@@ -5,6 +5,7 @@ The same run (tests/configs/tiny_run.yaml, 12 steps, BERTScore on) is timed, in 
   direct      python scripts/train_baseline.py --config <run>.yaml --output-dir <tmp>
   local       snakemake --profile profiles/local results/<run>/summary.json
   slurm-ci    snakemake --profile profiles/slurm --profile profiles/slurm-ci results/<run>/summary.json
+  slurm-ci-grouped  the same with --groups train=run evaluate=run: one Slurm job per run
   slurm       snakemake --profile profiles/slurm results/<run>/summary.json   (--with-default-polling)
 Each Snakemake case runs the run's three jobs (run_config, train, evaluate); the difference to
 `direct` is what the workflow adds per run: parsing, the extra Python start per job, and for
@@ -31,6 +32,8 @@ SWEEP = "sweeps:\n  one:\n    base: config/tiny_run.yaml\n    grid:\n      seed:
 CASES = {
     "local": ["--profile", "profiles/local"],
     "slurm-ci": ["--profile", "profiles/slurm", "--profile", "profiles/slurm-ci"],
+    "slurm-ci-grouped": ["--profile", "profiles/slurm", "--profile", "profiles/slurm-ci", "--groups", "train=run",
+                         "evaluate=run"],
     "slurm": ["--profile", "profiles/slurm"],
 }
 
@@ -74,7 +77,8 @@ def main() -> None:
     ap.add_argument("--with-default-polling", action="store_true",
                     help="also time profiles/slurm alone (the plugin's 40 s status polling)")
     args = ap.parse_args()
-    cases = ["direct", "local"] + ([] if args.no_slurm else ["slurm-ci"]) + (["slurm"] if args.with_default_polling else [])
+    cases = ["direct", "local"] + ([] if args.no_slurm else ["slurm-ci", "slurm-ci-grouped"])
+    cases += ["slurm"] if args.with_default_polling and not args.no_slurm else []
     times: dict[str, list[float]] = {c: [] for c in cases}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +86,7 @@ def main() -> None:
             for case in cases:
                 wall = direct(Path(tmp)) if case == "direct" else snakemake(Path(tmp), case)
                 times[case].append(wall)
-                print(f"  round {i + 1}: {case:9s} {wall:6.1f} s", flush=True)
+                print(f"  round {i + 1}: {case:16s} {wall:6.1f} s", flush=True)
     base = min(times["direct"])
     print("\n| case | wall s (best) | all rounds | overhead vs direct s |")
     print("|---|---:|---|---:|")
