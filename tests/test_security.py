@@ -20,10 +20,15 @@ def test_only_safe_yaml_loading():
                 assert "_StrictLoader" in line or "SafeLoader" in line, f"{path}: {line.strip()}"
 
 
-def test_rules_run_scripts_not_shell_commands():
+def test_rules_build_no_shell_commands():
+    """Rules run Python (`script:`, or a `run:` block calling the library), never a shell command."""
     for path in RULES:
         text = path.read_text()
-        assert not re.search(r"^\s+(shell|run):", text, re.M), f"{path} builds a shell command"
+        assert not re.search(r"^\s+shell:", text, re.M), f"{path} builds a shell command"
+        assert not re.search(r"\bshell\(", text), f"{path} calls shell()"
+    block = re.compile(r"^\s+run:\n((?:\s{8}.*\n)+)", re.M)
+    runs = [m.group(1).strip() for path in RULES for m in block.finditer(path.read_text())]
+    assert runs == ["write_run_config(params.config, output[0], log[0])"]  # the one run: block, a library call
 
 
 def test_no_subprocess_shell_true():
