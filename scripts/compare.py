@@ -11,7 +11,6 @@ statuses as scripts/aggregate.py, plus a `best` marker column (and bold when std
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -23,7 +22,9 @@ from ledsweep.aggregate import (
     by_config,
     collect,
     columns,
+    counts_line,
     group_keys,
+    json_rows,
     load_sweep,
     render,
     sort_rows,
@@ -56,15 +57,14 @@ def main(argv=None) -> int:
     best = all_rows[0]["run_name"] if all_rows and all_rows[0]["status"] == "completed" else None
     rows = [dict(r, best="*" if r["run_name"] == best else "") for r in all_rows][: args.top]
     groups = sort_rows(by_config(all_rows, sweep), metric, key=f"{metric}_mean")[: args.top]
-    counts_line = f"{len(all_rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    summary = counts_line(all_rows, counts)
 
     if args.format == "csv":
         sys.stdout.write(to_csv(rows, ["best", *columns(sweep)]))
-        print(counts_line, file=sys.stderr)
+        print(summary, file=sys.stderr)
         return 0
     if args.format == "json":
-        clean = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
-        print(json.dumps({"sweep": sweep.name, "sort": metric, "best": best, "counts": counts, "runs": clean},
+        print(json.dumps({"sweep": sweep.name, "sort": metric, "best": best, "counts": counts, "runs": json_rows(rows)},
                          indent=2))
         return 0
     md = args.format == "markdown"
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         stats = [f"{metric}_mean", f"{metric}_std", f"{metric}_ci95"]
         print("\nby config (seeds pooled; ci95 = Student t half-width):\n")
         print(render(groups, [*group_keys(sweep), "n", "n_expected", *stats], md))
-    print(f"\n{counts_line}")
+    print(f"\n{summary}")
     return 0
 
 

@@ -201,6 +201,16 @@ def status_counts(rows: list[dict]) -> dict[str, int]:
     return counts
 
 
+def counts_line(rows: list[dict], counts: dict[str, int]) -> str:
+    """'4 runs: 3 completed, 1 failed' (statuses with no runs left out)."""
+    return f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+
+
+def json_rows(rows: list[dict]) -> list[dict]:
+    """Rows for json.dumps: NaN (not JSON) becomes null."""
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
+
+
 def _t975(dof: int) -> float:
     if dof <= len(T975):
         return T975[dof - 1]
@@ -373,13 +383,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --write {out_dir}: {e.strerror or e}", file=sys.stderr)
             return 2
         print("wrote " + " and ".join(map(str, paths)), file=sys.stderr)
-    counts_line = f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if args.format == "csv":
         sys.stdout.write(to_csv(rows, columns(sweep)))
-        print(counts_line, file=sys.stderr)
+        print(counts_line(rows, counts), file=sys.stderr)
     elif args.format == "json":
-        clean = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
-        print(json.dumps({"sweep": sweep.name, "sort": metric, "counts": counts, "runs": clean}, indent=2))
+        print(json.dumps({"sweep": sweep.name, "sort": metric, "counts": counts, "runs": json_rows(rows)}, indent=2))
     else:
         md = args.format == "markdown"
         print(f"sweep {sweep.name}: {len(rows)} runs, sorted by {metric}\n")
@@ -389,5 +397,5 @@ def main(argv: list[str] | None = None) -> int:
             stats = [f"{metric}_mean", f"{metric}_std", f"{metric}_ci95"]
             print("\nby config (seeds pooled; ci95 = Student t half-width):\n")
             print(render(groups, [*group_keys(sweep), "n", "n_expected", *stats], md))
-        print(f"\n{counts_line}")
+        print(f"\n{counts_line(rows, counts)}")
     return 0
