@@ -122,7 +122,7 @@ def grid(n: int) -> tuple[list[float], list[int]]:
     return [float(f"{(i + 1) * 1.0e-5:.6e}") for i in range(n // seeds)], list(range(seeds))
 
 
-def generate(wd: Path, n: int) -> None:
+def generate(wd: Path, n: int, template: Path = TEMPLATE) -> None:
     """A work folder: config/ (workflow config + base run config), data -> the repo's data, results/<run>/."""
     lrs, seeds = grid(n)
     (wd / "config").mkdir(parents=True)
@@ -145,9 +145,9 @@ def generate(wd: Path, n: int) -> None:
         sweep = load_sweeps(load_yaml("config/config.yaml"), only=["demo"])["demo"]
     finally:
         os.chdir(cwd)
-    config_lines = (TEMPLATE / "config.yaml").read_text().splitlines(keepends=True)
-    meta0 = json.loads((TEMPLATE / "meta.json").read_text())
-    summary0 = json.loads((TEMPLATE / "summary.json").read_text())
+    config_lines = (template / "config.yaml").read_text().splitlines(keepends=True)
+    meta0 = json.loads((template / "meta.json").read_text())
+    summary0 = json.loads((template / "summary.json").read_text())
     start = dt.datetime.fromisoformat(meta0["start_time"])
     rng = random.Random(0)
     for i, (name, run) in enumerate(sweep.runs.items()):
@@ -199,6 +199,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, nargs="+", default=[10000], help="run folders per sweep (multiple of 10)")
     p.add_argument("--repeat", type=int, default=3, help="best of this many timings (default: %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the work folders (their paths are printed)")
+    p.add_argument("--template", type=Path, default=TEMPLATE,
+                   help="finished run folder whose config.yaml/meta.json/summary.json are copied (default: %(default)s)")
     args = p.parse_args()
     py = sys.executable
     table = []
@@ -206,7 +208,7 @@ def main() -> int:
         wd = Path(tempfile.mkdtemp(prefix=f"ledsweep_agg_{n}_"))
         try:
             t = time.perf_counter()
-            generate(wd, n)
+            generate(wd, n, args.template)
             print(f"{n} run folders in {wd} ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
             lrs, seeds = grid(n)
             led_cmd = [py, "-c", LEDSWEEP.format(src=str(REPO / "src"))]

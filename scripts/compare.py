@@ -6,27 +6,32 @@
     python scripts/compare.py --sweep demo --format csv | column -s, -t    # csv, markdown, json for pipes
 
 A thin layer over ledsweep.aggregate (collect, sort_rows, by_config, render, to_csv): the same rows and
-statuses as scripts/aggregate.py, plus a `best` marker column (and bold when stdout is a terminal).
+statuses as scripts/aggregate.py, plus a `best` marker column (and bold when stdout is a terminal). Only a
+`completed` run can be best (not a `modified`, `stale` or `failed` one). --format json is strict JSON.
 """
 
 import argparse
-import json
 import os
 import sys
 
 import _bootstrap  # noqa: F401  (puts src/ on sys.path in a plain checkout)
 
 from ledsweep.aggregate import (
-    SHOWN,
+    STAT_SUFFIXES,
     add_sweep_arguments,
+    best_run,
     by_config,
     collect,
     columns,
     counts_line,
+    display_columns,
+    dumps_json,
     group_keys,
     json_rows,
     load_sweep,
+    metric_names,
     render,
+    sort_metric,
     sort_rows,
     status_counts,
     to_csv,
@@ -47,14 +52,14 @@ def main(argv=None) -> int:
         p.error("--top must be at least 1")
     try:
         sweep = load_sweep(args)
+        metric = sort_metric(args, sweep)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    metric = args.sort or sweep.primary_metric
     all_rows = sort_rows(collect(args.results, sweep), metric)
     counts = status_counts(all_rows)
-    best = all_rows[0]["run_name"] if all_rows and all_rows[0]["status"] == "completed" else None
+    best = best_run(all_rows)
     rows = [dict(r, best="*" if r["run_name"] == best else "") for r in all_rows][: args.top]
     groups = sort_rows(by_config(all_rows, sweep), metric, key=f"{metric}_mean")[: args.top]
     summary = counts_line(all_rows, counts)
@@ -64,22 +69,22 @@ def main(argv=None) -> int:
         print(summary, file=sys.stderr)
         return 0
     if args.format == "json":
-        print(json.dumps({"sweep": sweep.name, "sort": metric, "best": best, "counts": counts, "runs": json_rows(rows)},
-                         indent=2))
+        print(dumps_json({"sweep": sweep.name, "sort": metric, "best": best, "counts": counts, "runs": json_rows(rows)}))
         return 0
     md = args.format == "markdown"
     color = not md and (args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                                   and not os.environ.get("NO_COLOR")))
     shown = f", top {len(rows)}" if args.top else ""
     print(f"sweep {sweep.name}: {len(all_rows)} runs, sorted by {metric}{shown}; * = best\n")
-    lines = render(rows, ["best", "run_name", "status", *sweep.keys, *SHOWN, "reason"], md).split("\n")
+    names = metric_names(sweep)
+    lines = render(rows, ["best", *display_columns(sweep)], md, names).split("\n")
     if color and best and rows:  # rows[0] is the best run: line 2 (after header and rule)
         lines[2] = BOLD + lines[2] + RESET
     print("\n".join(lines))
     if "seed" in sweep.keys:
-        stats = [f"{metric}_mean", f"{metric}_std", f"{metric}_ci95"]
+        stats = [f"{metric}_{s}" for s in STAT_SUFFIXES]
         print("\nby config (seeds pooled; ci95 = Student t half-width):\n")
-        print(render(groups, [*group_keys(sweep), "n", "n_expected", *stats], md))
+        print(render(groups, [*group_keys(sweep), "n", "n_expected", *stats], md, names))
     print(f"\n{summary}")
     return 0
 

@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from ledsweep import aggregate as agg
+from ledsweep import metrics_registry
+from ledsweep.config import config_sha256, dump_yaml
 from ledsweep.sweep import load_sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = [m.name for m in metrics_registry.BUILTIN if m.required]
 BASE = "run_name: x\ndata: {train_file: train.jsonl, test_file: test.jsonl}\n"
 
 
@@ -36,16 +39,18 @@ def metrics(**values) -> dict:
     return {**m, **values}
 
 
-META = {"device": "cuda", "git_commit": "abc123", "config_sha256": "f00", "slurm_job_ids": [11, 12], "resumes": 1}
+META = {"device": "cuda", "git_commit": "abc123", "slurm_job_ids": [11, 12], "resumes": 1}
 
 
-def write_run(results: Path, name: str, status: str, **metric_values) -> Path:
-    """A synthetic run folder in the given state."""
+def write_run(results: Path, name: str, status: str, sweep=None, config: dict | None = None, **metric_values) -> Path:
+    """A synthetic run folder in the given state; its config.yaml is the sweep's config for the run (or
+    `config`), written as the workflow writes it, and meta.json records its config_sha256."""
     d = results / name
     d.mkdir(parents=True, exist_ok=True)
-    (d / "config.yaml").write_text("run_name: " + name + "\n")
+    config = config or (sweep.runs[name].config if sweep else {"run_name": name, "seed": 1})
+    (d / "config.yaml").write_text(dump_yaml(config))
     if status in ("running", "failed", "completed"):
-        (d / "meta.json").write_text(json.dumps(META))
+        (d / "meta.json").write_text(json.dumps({**META, "config_sha256": config_sha256(config)}))
     if status == "failed":
         (d / "failure.json").write_text(json.dumps({"status": "failed", "stage": "train", "reason": "OOM: boom"}))
     if status == "completed":
@@ -146,11 +151,11 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
     sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
     results = tmp_path / "results"
     done = run_named(sweep, **{"training.learning_rate": 1e-3, "seed": 1})
-    write_run(results, done, "completed", rougeL=0.5)
-    write_run(results, run_named(sweep, **{"training.learning_rate": 2e-3, "seed": 1}), "failed")
+    write_run(results, done, "completed", sweep, rougeL=0.5)
+    write_run(results, run_named(sweep, **{"training.learning_rate": 2e-3, "seed": 1}), "failed", sweep)
 
     rows = agg.collect(results, sweep)
-    header = ["run_name", "status", "reason", "seed", "training.learning_rate", *agg.METRICS,
+    header = ["run_name", "status", "reason", "seed", "training.learning_rate", *metrics_registry.names(),
               "runtime_seconds", "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes"]
     assert agg.columns(sweep) == header
     assert [list(r) for r in rows] == [header] * 4
@@ -160,11 +165,12 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
     assert row["status"] == "completed" and row["rougeL"] == 0.5 and row["bertscore"] is None
     assert (row["seed"], row["training.learning_rate"]) == (1, 1e-3)
     assert (row["runtime_seconds"], row["device"], row["git_commit"]) == (12.5, "cuda", "abc123")
-    assert (row["config_sha256"], row["slurm_job_ids"], row["resumes"]) == ("f00", "11;12", 1)
-    assert agg.status_counts(rows) == {"completed": 1, "stale": 0, "corrupt": 0, "failed": 1, "running": 0,
-                                       "pending": 0, "missing": 2}
+    sha = config_sha256(sweep.runs[done].config)
+    assert (row["config_sha256"], row["slurm_job_ids"], row["resumes"]) == (sha, "11;12", 1)
+    assert agg.status_counts(rows) == {"completed": 1, "modified": 0, "stale": 0, "corrupt": 0, "failed": 1,
+                                       "running": 0, "pending": 0, "missing": 2}
     missing = [r for r in rows if r["status"] == "missing"][0]
-    assert all(missing[m] is None for m in agg.METRICS) and missing["device"] is None
+    assert all(missing[m] is None for m in metrics_registry.names()) and missing["device"] is None
 
 
 # ---------------------------------------------------------------------------------------------- by_config
@@ -174,10 +180,10 @@ def test_by_config_mean_std_ci95(tmp_path):
     sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3, 3e-3], "seed": [1, 2, 3]})
     results, lr = tmp_path / "results", "training.learning_rate"
     for seed, value in zip([1, 2, 3], [0.1, 0.2, 0.3]):
-        write_run(results, run_named(sweep, **{lr: 1e-3, "seed": seed}), "completed", rougeL=value)
+        write_run(results, run_named(sweep, **{lr: 1e-3, "seed": seed}), "completed", sweep, rougeL=value)
     for seed, loss in zip([1, 2], [1.0, 3.0]):
-        write_run(results, run_named(sweep, **{lr: 2e-3, "seed": seed}), "completed", loss=loss)
-    write_run(results, run_named(sweep, **{lr: 2e-3, "seed": 3}), "failed")
+        write_run(results, run_named(sweep, **{lr: 2e-3, "seed": seed}), "completed", sweep, loss=loss)
+    write_run(results, run_named(sweep, **{lr: 2e-3, "seed": 3}), "failed", sweep)
 
     groups = agg.by_config(agg.collect(results, sweep), sweep)
     assert list(groups[0])[:3] == ["training.learning_rate", "n", "n_expected"]
@@ -200,17 +206,19 @@ def test_by_config_mean_std_ci95(tmp_path):
 def test_by_config_single_run_and_seed_only(tmp_path):
     sweep = make_sweep(tmp_path, {"seed": [1, 2]})
     results = tmp_path / "results"
-    write_run(results, run_named(sweep, seed=1), "completed", rougeL=0.4)
+    write_run(results, run_named(sweep, seed=1), "completed", sweep, rougeL=0.4)
     (group,) = agg.by_config(agg.collect(results, sweep), sweep)
     assert agg.by_config_columns(sweep)[:2] == ["n", "n_expected"]
     assert (group["n"], group["n_expected"], group["rougeL_mean"]) == (1, 2, 0.4)
     assert group["rougeL_std"] is None and group["rougeL_ci95"] is None
 
 
-def test_t_quantiles():
-    assert agg._t975(1) == 12.706204736174694 and agg._t975(30) == 2.0422724563012378
-    scipy_stats = pytest.importorskip("scipy.stats")
-    assert agg._t975(40) == pytest.approx(scipy_stats.t.ppf(0.975, 40))
+def test_t_quantiles_are_scipy_stats_t_ppf():
+    from scipy.stats import t
+
+    assert agg.t975(1) == 12.706204736174694 and agg.t975(30) == 2.0422724563012378
+    for dof in (1, 2, 3, 9, 30, 31, 40, 1000, 10**6):
+        assert agg.t975(dof) == float(t.ppf(0.975, dof)), dof
 
 
 # ---------------------------------------------------------------------------------------------- sorting
@@ -228,17 +236,21 @@ def test_sort_scores_desc_loss_asc_incomplete_last():
     last = ["0-not-done", "nan", "pending"]
     assert [r["run_name"] for r in agg.sort_rows(rows, "rougeL")] == ["c", "a", "b", *last]
     assert [r["run_name"] for r in agg.sort_rows(rows, "loss")] == ["c", "b", "a", *last]
-    with pytest.raises(ValueError, match="unknown sort metric"):
-        agg.sort_rows(rows, "accuracy")
+    # an extra metric by name: higher is better unless registered otherwise
+    extra = [{"run_name": "x", "meteor": 0.1}, {"run_name": "y", "meteor": 0.3}, {"run_name": "inf", "meteor": math.inf}]
+    assert [r["run_name"] for r in agg.sort_rows(extra, "meteor")] == ["y", "x", "inf"]  # infinity is no result
+    with pytest.raises(ValueError, match="metric name 'rouge L'"):
+        agg.sort_rows(rows, "rouge L")
 
 
 def test_write_tables_csv(tmp_path):
     sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
     results = tmp_path / "results"
     lr1 = {"training.learning_rate": 1e-3}
-    write_run(results, run_named(sweep, **lr1, seed=1), "completed", rougeL=0.1 + 0.2, loss=5.0)
-    write_run(results, run_named(sweep, **lr1, seed=2), "completed", rougeL=0.1, loss=4.0)
-    write_run(results, run_named(sweep, **{"training.learning_rate": 2e-3}, seed=1), "completed", rougeL=0.9, loss=9.0)
+    write_run(results, run_named(sweep, **lr1, seed=1), "completed", sweep, rougeL=0.1 + 0.2, loss=5.0)
+    write_run(results, run_named(sweep, **lr1, seed=2), "completed", sweep, rougeL=0.1, loss=4.0)
+    write_run(results, run_named(sweep, **{"training.learning_rate": 2e-3}, seed=1), "completed", sweep,
+              rougeL=0.9, loss=9.0)
 
     runs_csv, groups_csv = agg.write_tables(results, sweep, tmp_path / "out", sort="loss")
     with open(runs_csv, newline="") as f:
@@ -275,11 +287,11 @@ def test_cli_mixed_statuses(tmp_path):
     config, results = workflow_config(tmp_path), tmp_path / "results"
     sweep = load_sweeps({"sweeps": json.loads(config.read_text())["sweeps"]})["demo"]
     names = list(sweep.runs)
-    write_run(results, names[0], "completed", rougeL=0.4)
-    write_run(results, names[1], "failed")
-    write_run(results, names[2], "running")
-    write_run(results, names[3], "pending")
-    (write_run(results, names[4], "completed") / "meta.json").write_text("")
+    write_run(results, names[0], "completed", sweep, rougeL=0.4)
+    write_run(results, names[1], "failed", sweep)
+    write_run(results, names[2], "running", sweep)
+    write_run(results, names[3], "pending", sweep)
+    (write_run(results, names[4], "completed", sweep) / "meta.json").write_text("")
 
     proc = cli(tmp_path, "--sweep", "demo", "--config", str(config), "--results", str(results))
     assert proc.returncode == 0, proc.stderr
@@ -327,11 +339,288 @@ def test_changed_data_file_marks_run_stale(tmp_path):
     for name in sweep.runs:
         run = tmp_path / "results" / name
         run.mkdir(parents=True)
-        (run / "summary.json").write_text(json.dumps({"metrics": dict.fromkeys(agg.REQUIRED_METRICS, 0.5)}))
-        (run / "meta.json").write_text(json.dumps({"data_sha256": recorded}))
+        (run / "summary.json").write_text(json.dumps({"metrics": dict.fromkeys(REQUIRED, 0.5)}))
+        (run / "config.yaml").write_text(dump_yaml(sweep.runs[name].config))
+        (run / "meta.json").write_text(json.dumps({"data_sha256": recorded,
+                                                   "config_sha256": config_sha256(sweep.runs[name].config)}))
     assert {r["status"] for r in agg.collect(tmp_path / "results", sweep)} == {"completed"}
     data.write_text('{"document": "a changed", "summary": "b"}\n')
     rows = agg.collect(tmp_path / "results", sweep)
     assert {r["status"] for r in rows} == {"stale"}
     assert all(str(data) in r["reason"] for r in rows)
     assert agg.by_config(rows, sweep)[0]["n"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- own config.yaml
+
+
+def edit_config(run_dir: Path, key: str, value) -> None:
+    """Change one dotted key of a run's config.yaml in place (a hand edit)."""
+    import yaml
+
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    node = data
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+    (run_dir / "config.yaml").write_text(dump_yaml(data))
+
+
+def test_config_columns_come_from_the_run_s_own_config(tmp_path):
+    """A run that trained with other values than the sweep now defines (its config.yaml and meta.json agree)
+    shows the values it ran with, and is pooled with the runs that had them, not with its sweep point."""
+    sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
+    results, lr = tmp_path / "results", "training.learning_rate"
+    for name in sweep.runs:
+        write_run(results, name, "completed", sweep, rougeL=0.5)
+    other = run_named(sweep, **{lr: 1e-3, "seed": 2})
+    config = copy_config(sweep.runs[other].config, {lr: 5e-3})
+    write_run(results, other, "completed", config=config, rougeL=0.9)  # retrained with a hand-edited lr
+
+    rows = {r["run_name"]: r for r in agg.collect(results, sweep)}
+    assert rows[other]["status"] == "completed" and rows[other][lr] == 5e-3 and rows[other]["seed"] == 2
+    groups = agg.by_config(list(rows.values()), sweep)
+    assert [(g[lr], g["n"], g["n_expected"]) for g in groups] == [(1e-3, 1, 2), (2e-3, 2, 2), (5e-3, 1, 0)]
+    assert groups[2]["rougeL_mean"] == 0.9
+
+
+def copy_config(config: dict, changes: dict) -> dict:
+    import copy
+
+    out = copy.deepcopy(config)
+    for key, value in changes.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return out
+
+
+def test_config_edited_after_the_run_is_modified_never_a_clean_result(tmp_path):
+    sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
+    results, lr = tmp_path / "results", "training.learning_rate"
+    for name, run in sweep.runs.items():
+        write_run(results, name, "completed", sweep, rougeL=0.9 if run.overrides[lr] == 2e-3 else 0.5)
+    edited = run_named(sweep, **{lr: 2e-3, "seed": 1})
+    recorded = config_sha256(sweep.runs[edited].config)
+    edit_config(results / edited, lr, 3e-3)
+
+    rows = agg.sort_rows(agg.collect(results, sweep), "rougeL")
+    row = next(r for r in rows if r["run_name"] == edited)
+    assert row["status"] == "modified" and row[lr] == 3e-3  # what the file says now, flagged
+    assert "config.yaml changed after the run" in row["reason"] and recorded[:12] in row["reason"]
+    assert row["rougeL"] == 0.9 and row["config_sha256"] == recorded  # its metrics, marked as not clean
+    assert agg.best_run(rows) != edited and rows[-1]["run_name"] == edited  # ranked last although 0.9
+    assert agg.status_counts(rows)["modified"] == 1
+    groups = {g[lr]: g for g in agg.by_config(rows, sweep)}
+    assert (groups[2e-3]["n"], groups[2e-3]["n_expected"]) == (1, 2) and 3e-3 not in groups
+    assert agg.run_status(results / edited)[0] == "modified"
+
+    # a config.yaml rewritten with the same content (another layout, a comment) is still the same config
+    text = (results / edited).joinpath("config.yaml")
+    edit_config(results / edited, lr, 2e-3)
+    text.write_text("# checked by hand\n" + text.read_text().replace("seed: 1", "seed:   1   # the first"))
+    assert agg.run_status(results / edited) == ("completed", None)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda d: (d / "config.yaml").unlink(), "config.yaml is missing"),
+    (lambda d: (d / "config.yaml").write_text("training: {learning_rate: [1\n"), "config.yaml: not valid YAML"),
+    (lambda d: (d / "config.yaml").write_text("- a list\n"), "config.yaml: not a mapping"),
+    (lambda d: (d / "config.yaml").write_bytes(b"seed: \xff\n"), "config.yaml: not UTF-8"),
+    (lambda d: (d / "config.yaml").write_text("seed: 2024-01-01\n"), "config.yaml holds a value JSON cannot hold"),
+])
+def test_unreadable_config_is_modified(tmp_path, damage, reason):
+    sweep = make_sweep(tmp_path, {"seed": [1, 2]})
+    results = tmp_path / "results"
+    for name in sweep.runs:
+        write_run(results, name, "completed", sweep)
+    damage(results / run_named(sweep, seed=1))
+    rows = agg.collect(results, sweep)
+    assert [r["status"] for r in rows] == ["modified", "completed"]
+    assert rows[0]["reason"].startswith(reason), rows[0]["reason"]
+    assert agg.by_config(rows, sweep)[0]["n"] == 1
+
+
+def test_meta_without_config_hash_is_not_checked_and_says_so(tmp_path):
+    d = write_run(tmp_path, "a", "completed")
+    (d / "meta.json").write_text(json.dumps(META))  # an older run: no config_sha256
+    assert agg.run_status(d) == ("completed", None)
+    sweep = make_sweep(tmp_path, {"seed": [1]})
+    write_run(tmp_path / "results", next(iter(sweep.runs)), "completed", sweep)
+    (tmp_path / "results" / next(iter(sweep.runs)) / "meta.json").write_text(json.dumps(META))
+    (row,) = agg.collect(tmp_path / "results", sweep)
+    assert row["status"] == "completed" and "no config_sha256" in row["reason"]
+
+
+# The fast way of reading config.yaml files (a template, values parsed alone) must give what a full YAML parse
+# gives, for any edit: each variant below is read both ways and compared.
+VARIANTS = [
+    ("lr", "  learning_rate: 0.002"), ("lr", "  learning_rate: 2.0e-3"), ("lr", "  learning_rate: 2e-3"),
+    ("lr", "  learning_rate: 1_000"), ("lr", "  learning_rate: 0755"), ("lr", "  learning_rate: 0x1F"),
+    ("lr", "  learning_rate: 1:30"), ("lr", "  learning_rate: +1"), ("lr", "  learning_rate: -0"),
+    ("lr", "  learning_rate: -0.0"), ("lr", "  learning_rate: .inf"), ("lr", "  learning_rate: -.inf"),
+    ("lr", "  learning_rate: .nan"), ("lr", "  learning_rate: 1.5   "), ("lr", "  learning_rate:   7"),
+    ("lr", "  learning_rate: 0.001 # tuned"), ("lr", "  learning_rate: '0.001'"), ("lr", '  learning_rate: "1e-3"'),
+    ("lr", "  learning_rate: yes"), ("lr", "  learning_rate: ~"), ("lr", "  learning_rate:"),
+    ("lr", "  learning_rate: [1, 2]"), ("lr", "  learning_rate: {a: 1}"), ("lr", "  learning_rate: |"),
+    ("lr", "  learning_rate: >-"), ("lr", "  learning_rate: &x 3"), ("lr", "  learning_rate: *x"),
+    ("lr", "  learning_rate: !!str 3"), ("lr", "  learning_rate: 2024-01-01"), ("lr", "  learning_rate: a: b"),
+    ("lr", "  learning_rate: 'open"), ("lr", "  learning_rate: 1\r"), ("lr", "  learning_rate: 1\u2028  x: 2"),
+    ("lr", "  learning_rate: 1\u2028 y"), ("lr", "  learning_rate: 1\x85 y"),
+    ("lr", "  learning_rate:\t1"), ("lr", "  learning_rat: 0.001"), ("lr", "   learning_rate: 0.001"),
+    ("lr", "learning_rate: 0.001"), ("lr", "# gone"), ("lr", ""), ("lr", "  learning_rate: 0.001\n  extra: 1"),
+    ("seed", "seed: 7"), ("seed", "seed: '7'"), ("seed", "seed: 7.0"), ("seed", "seed: -3"),
+    ("run_name", "run_name: other"), ("run_name", "run_name: 'quoted"), ("run_name", "run_name: [a, b]"),
+    ("run_name", "run_name: x\n  indented: 1"), ("output_dir", "output_dir: /elsewhere/results"),
+    ("data", "data:"), ("data", "data: {}"), ("first", "\ufeffrun_name: x"),
+]
+
+
+def test_fast_config_reading_equals_a_full_parse(tmp_path):
+    import copy
+
+    sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
+    keys = sweep.keys
+    base_text = dump_yaml(next(iter(sweep.runs.values())).config)
+    lines = base_text.split("\n")
+    where = {"lr": lines.index("  learning_rate: 0.001"), "seed": lines.index("seed: 1"),
+             "run_name": next(i for i, ln in enumerate(lines) if ln.startswith("run_name:")),
+             "output_dir": next(i for i, ln in enumerate(lines) if ln.startswith("output_dir:")),
+             "data": lines.index("data:"), "first": 0}
+    fast_reads = 0
+    for target, new in VARIANTS:
+        variant = copy.copy(lines)
+        variant[where[target]] = new
+        raw = "\n".join(variant).encode()
+        fast = agg.OwnConfigs(keys)
+        fast.read(base_text.encode())  # the template
+        assert fast.template is not None
+        fast_reads += fast._fast(raw.decode()) is not None
+        full = agg.OwnConfigs(keys, max_templates=0)
+        a, b = fast.read(raw), full.read(raw)
+        assert (a.sha256, repr(a.values), a.problem) == (b.sha256, repr(b.values), b.problem), new
+    assert fast_reads >= 20  # the fast way is really taken for plain value edits
+
+
+def test_fast_config_reading_refuses_templates_it_cannot_follow():
+    """An alias in the template: changing the anchored value changes the alias too, so no fast way."""
+    template = "a: &x 1\nb: *x\nc: 3\n"
+    reader = agg.OwnConfigs(["b", "c"])
+    assert reader.read(template.encode()).values == {"b": 1, "c": 3} and reader.template is None
+    assert reader.read(b"a: &x 2\nb: *x\nc: 3\n").values == {"b": 2, "c": 3}
+    for text in ("a:\n  b: 1\n   c: 2\n", "a: 'x\n  y'\nb: 1\n", "a: 1\na: 2\n", "true: 1\n", "a: 1\u2028\n"):
+        reader = agg.OwnConfigs(["a"])
+        reader.read(text.encode())
+        assert reader.template is None, text
+
+
+def test_fast_config_reading_against_random_edits(tmp_path):
+    """Random line edits (hypothesis): the fast way and a full parse agree on every file."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
+    base_text = dump_yaml(next(iter(sweep.runs.values())).config)
+    lines = base_text.split("\n")
+    values = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True).map(repr),
+                       st.sampled_from(["~", "yes", "'x'", "[1]", "{a: 1}", "|", "&a 1", "*a", "0o17", "1e5",
+                                        "1.0e+5", "1_0", "# c", "a: b", "'", "2001-01-01"]),
+                       st.text(min_size=0, max_size=8))
+    edits = st.lists(st.tuples(st.integers(0, len(lines) - 1), st.booleans(), values), max_size=4)
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.given(edits)
+    def check(changes):
+        variant = list(lines)
+        for i, keep_key, value in changes:
+            key = variant[i].split(":", 1)[0] if ":" in variant[i] else variant[i]
+            variant[i] = f"{key}: {value}" if keep_key else value
+        raw = "\n".join(variant).encode()
+        fast = agg.OwnConfigs(sweep.keys)
+        fast.read(base_text.encode())
+        a, b = fast.read(raw), agg.OwnConfigs(sweep.keys, max_templates=0).read(raw)
+        assert (a.sha256, repr(a.values), a.problem is None) == (b.sha256, repr(b.values), b.problem is None)
+
+    check()
+
+
+# ---------------------------------------------------------------------------------------------- non-finite metrics
+
+
+@pytest.mark.parametrize("metric, value", [("rougeL", math.nan), ("loss", math.inf), ("bertscore", -math.inf)])
+def test_non_finite_metric_is_a_failed_run(tmp_path, metric, value):
+    sweep = make_sweep(tmp_path, {"seed": [1, 2]})
+    results = tmp_path / "results"
+    bad, good = list(sweep.runs)
+    write_run(results, bad, "completed", sweep, **{metric: value})
+    write_run(results, good, "completed", sweep)
+    status, reason = agg.run_status(results / bad)
+    assert status == "failed" and reason == f"summary.json: metrics.{metric} is {value}"
+    rows = agg.sort_rows(agg.collect(results, sweep), "rouge1")
+    assert [r["status"] for r in rows] == ["completed", "failed"] and agg.best_run(rows) == good
+    assert rows[1][metric] is None  # no metrics from a failed run
+    assert agg.by_config(rows, sweep)[0]["n"] == 1
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, as strict parsers (and other languages) do."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_strict(tmp_path):
+    config, results = workflow_config(tmp_path), tmp_path / "results"
+    sweep = load_sweeps({"sweeps": json.loads(config.read_text())["sweeps"]})["demo"]
+    names = list(sweep.runs)
+    write_run(results, names[0], "completed", sweep, rougeL=math.nan)
+    write_run(results, names[1], "completed", sweep, loss=math.inf)
+    d = write_run(results, names[2], "completed", sweep)
+    summary = json.loads((d / "summary.json").read_text())
+    (d / "summary.json").write_text(json.dumps({**summary, "runtime_seconds": math.inf}))  # not a metric
+    for script in ("aggregate.py", "compare.py"):
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--sweep", "demo", "--config",
+                               str(config), "--results", str(results), "--format", "json"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        data = strict_json(proc.stdout)
+        by_name = {r["run_name"]: r for r in data["runs"]}
+        assert by_name[names[0]]["status"] == "failed" and "metrics.rougeL is nan" in by_name[names[0]]["reason"]
+        assert by_name[names[1]]["status"] == "failed" and "metrics.loss is inf" in by_name[names[1]]["reason"]
+        assert by_name[names[2]]["status"] == "completed" and by_name[names[2]]["runtime_seconds"] is None
+        assert data["counts"]["failed"] == 2
+
+
+# ---------------------------------------------------------------------------------------------- extra metrics
+
+
+def test_extra_metrics_by_name_in_tables(tmp_path):
+    """issue 17's `evaluation.extra_metrics`: named metrics get columns, statistics, sorting and a format."""
+    sweep = make_sweep(tmp_path, {"seed": [1, 2, 3]})
+    for run in sweep.runs.values():
+        run.config["evaluation"]["extra_metrics"] = ["meteor"]
+    results = tmp_path / "results"
+    for (name, run), meteor in zip(sweep.runs.items(), [0.25, 0.75, math.nan]):
+        d = write_run(results, name, "completed", sweep)
+        summary = json.loads((d / "summary.json").read_text())
+        summary["metrics"]["meteor"] = meteor
+        (d / "summary.json").write_text(json.dumps(summary))
+    assert agg.metric_names(sweep)[-1] == "meteor" and "meteor" in agg.columns(sweep)
+    assert "meteor_ci95" in agg.by_config_columns(sweep) and "meteor" in agg.display_columns(sweep)
+    rows = agg.sort_rows(agg.collect(results, sweep), "meteor")
+    assert [r["meteor"] for r in rows] == [0.75, 0.25, None] and rows[2]["reason"].endswith("metrics.meteor is nan")
+    (group,) = agg.by_config(rows, sweep)
+    assert group["meteor_mean"] == 0.5 and group["n"] == 2
+    table = agg.render(rows, agg.display_columns(sweep), metrics=agg.metric_names(sweep))
+    assert "0.7500" in table and "0.75 " not in table
+
+
+def test_format_cell():
+    assert agg.format_cell("rougeL", 0.123456) == "0.1235" and agg.format_cell("rougeL_ci95", 2.72654) == "2.7265"
+    assert agg.format_cell("training.learning_rate", 1e-05) == "1e-05"  # swept values: full precision
+    assert agg.format_cell("runtime_seconds", 12.5) == "12.5000" and agg.format_cell("rougeL", None) == ""
+    assert agg.format_cell("reason", "x" * 100, width=10) == "xxxxxxx..."

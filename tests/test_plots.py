@@ -11,6 +11,7 @@ import pytest
 from conftest import run_cli
 
 from ledsweep import plots
+from ledsweep.config import config_sha256, dump_yaml
 from ledsweep.sweep import load_sweeps
 
 BASE = "run_name: x\ndata: {train_file: train.jsonl, test_file: test.jsonl}\n"
@@ -24,11 +25,15 @@ def make_sweep(tmp_path: Path, grid: dict, name: str = "t"):
     return load_sweeps(config)[name]
 
 
-def write_run(results: Path, name: str, rougeL: float | None, lr: float = 1e-3, history: bool = True) -> Path:
-    """A run folder: completed (rougeL given) or running (None), with a loss history."""
+def write_run(results: Path, name: str, rougeL: float | None, lr: float = 1e-3, history: bool = True,
+              config: dict | None = None) -> Path:
+    """A run folder: completed (rougeL given) or running (None), with a loss history; config.yaml and
+    meta.json's config_sha256 from `config` (the sweep's config for the run)."""
     d = results / name
     d.mkdir(parents=True, exist_ok=True)
-    (d / "meta.json").write_text(json.dumps({"device": "cpu"}))
+    config = config or {"run_name": name}
+    (d / "config.yaml").write_text(dump_yaml(config))
+    (d / "meta.json").write_text(json.dumps({"device": "cpu", "config_sha256": config_sha256(config)}))
     if history:
         rows = [{"loss": 6.0 - lr * 100 * s, "step": s} for s in (2, 4, 6)] + [{"eval_loss": 5.9 - lr * 50, "step": 6}]
         (d / "log_history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -49,7 +54,7 @@ def sweep_results(tmp_path):
     scores = {(1e-3, 1): 0.20, (1e-3, 2): 0.22, (2e-3, 1): 0.30, (2e-3, 2): None}
     for name, run in sweep.runs.items():
         lr, seed = run.overrides["training.learning_rate"], run.overrides["seed"]
-        write_run(results, name, scores[(lr, seed)], lr=lr)
+        write_run(results, name, scores[(lr, seed)], lr=lr, config=run.config)
     return sweep, results, tmp_path
 
 

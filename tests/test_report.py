@@ -58,6 +58,45 @@ def report(tmp_path_factory):
     return wd, wd / "results/sweeps/report.html", seconds
 
 
+ONE = """sweeps:
+  one:
+    base: config/tiny_run.yaml
+    grid:
+      seed: [1]
+"""
+
+
+def test_report_after_one_sweep_run_with_configfile(tmp_path):
+    """issue 14: after `snakemake results/sweeps/one/comparison.csv --configfile one.yaml`, the report works
+    (it used to fail on the default config's sweep, never run: "marked for report but does not exist"); it
+    shows what exists and says what it left out. Once the sweep is complete, all of it."""
+    wd = make_workdir(tmp_path / "wd", SWEEP, extra={"one.yaml": ONE})
+    proc = snakemake(wd, *LOCAL, "--configfile", "one.yaml", targets=["results/sweeps/one/comparison.csv"])
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert not (wd / "results/sweeps/one/loss_curves.png").exists()  # only the table was asked for
+    table = (wd / "results/sweeps/one/comparison.csv").read_text().splitlines()
+    assert len(table) == 2 and table[1].startswith("one_seed1,completed,"), table  # config.yaml matches meta.json
+
+    proc = snakemake(wd, "--configfile", "one.yaml", "--report", "report.html", timeout=300)
+    assert proc.returncode == 0 and "Report created" in proc.stdout, proc.stdout[-6000:]
+    assert "report: sweep tiny left out: it has no results yet" in proc.stdout
+    assert "report: sweep one: 1 of 4 results in the report, 3 not made yet" in proc.stdout
+    text = (wd / "report.html").read_text(encoding="utf-8")
+    for path in ("results/sweeps/one/comparison.csv", "results/sweeps/one/comparison_by_config.csv",
+                 "results/one_seed1/config.yaml", "results/one_seed1/summary.json"):
+        assert path in text, path
+    assert "results/sweeps/one/loss_curves.png" not in text and "tiny_lr" not in text
+
+    # the rest of the sweep (its plots), then the report has all of it, and still leaves out `tiny`
+    proc = snakemake(wd, *LOCAL, "--configfile", "one.yaml", "--config", "run_sweeps=[one]")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    proc = snakemake(wd, "--configfile", "one.yaml", "--report", "report.html", timeout=300)
+    assert proc.returncode == 0 and "report: sweep one: all 4 results" in proc.stdout, proc.stdout[-6000:]
+    assert "report: sweep tiny left out" in proc.stdout
+    text = (wd / "report.html").read_text(encoding="utf-8")
+    assert "results/sweeps/one/loss_curves.png" in text and "results/one_seed1/plots/loss.png" in text
+
+
 def test_rule_all_makes_the_plots_and_they_are_reproducible(report):
     wd, _, _ = report
     before = {p: sha(wd / p) for p in PLOTS}

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, load_config
-from .runfolder import RunFolder, RunFolderError
+from .config import ConfigError, RunConfig, differing_keys, load_config
+from .runfolder import RunFolder, RunFolderError, RunLock, check_run_location
 
 log = logging.getLogger("ledsweep")
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 143
@@ -32,7 +31,7 @@ def preflight(cfg: RunConfig, stages: tuple[str, ...]) -> None:
     from .train import resolve_precision
 
     need = ("train", "validation") if "train" in stages else ()
-    data.load_splits(cfg.data, need=need + (("test",) if "evaluate" in stages else ()))
+    data.check_sources(cfg.data, need=need + (("test",) if "evaluate" in stages else ()))
     if "train" in stages:
         model_mod.check_model_source(cfg)
         resolve_precision(cfg.training.precision)
@@ -40,14 +39,76 @@ def preflight(cfg: RunConfig, stages: tuple[str, ...]) -> None:
         metrics.resolve_bertscore_model(cfg.evaluation.bertscore_model)
 
 
-def run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, threads: int | None = None,
-               stop_after: int | None = None) -> int:
+def run_stages(cfg: RunConfig, stages: tuple[str, ...], *args, run_dir: Path | None = None, **kwargs) -> int:
+    """`_run_stages` (same arguments) holding the run folder's exclusive lock for the whole step.
+
+    Before the lock: the folder's place is checked (a file in the way, inside another run's folder).
+    Under it: an evaluate-only step refuses a config other than the one the run recorded."""
+    folder = Path(run_dir) if run_dir else cfg.run_dir
+    check_run_location(folder)
+    if "train" in stages:
+        check_optimizer(cfg.training.optim)
+    if "train" not in stages and not folder.is_dir():
+        raise RunFolderError(f"{folder}: no such run folder to evaluate (run the train stage first)")
+    with RunLock(folder, what="+".join(stages)):
+        if "train" not in stages:
+            check_recorded_config(cfg, RunFolder(folder))
+        return _run_stages(cfg, stages, *args, run_dir=run_dir, **kwargs)
+
+
+# need nothing beyond torch; any other optimizer is built once before training to see that it can be
+BUILTIN_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
+
+
+def check_optimizer(name: str) -> None:
+    """training.optim must be usable here (its package installed), not only a name transformers knows."""
+    if name in BUILTIN_OPTIMIZERS:
+        return
+    import tempfile
+
+    from transformers import Trainer, TrainingArguments
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            Trainer.get_optimizer_cls_and_kwargs(TrainingArguments(output_dir=tmp, optim=name, report_to=[]))
+        except (ImportError, ValueError) as e:
+            raise ConfigError(f"training.optim: {name!r} cannot be used here: {one_line(e)}") from None
+
+
+def check_recorded_config(cfg: RunConfig, run: RunFolder) -> None:
+    """Evaluate only what was trained: `cfg` must equal the run's config.yaml (but for run_name/output_dir)."""
+    if not run.config.is_file():
+        raise RunFolderError(f"{run.config}: missing; the run folder records no config to evaluate against")
+    try:
+        recorded = load_config(run.config)
+    except ConfigError as e:
+        raise RunFolderError(f"{run.config}: the run's recorded config is not valid: {e}") from None
+    keys = differing_keys(recorded.to_dict(), cfg.to_dict())
+    if keys:
+        shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+        raise RunFolderError(
+            f"--config differs from the config {run.path} was trained with ({run.config}) in {shown}; "
+            f"evaluate with --config {run.config}, or retrain"
+        )
+
+
+def _run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, prepared: Path, threads: int | None = None,
+                stop_after: int | None = None, restart_on_data_change: bool | None = None,
+                run_dir: Path | None = None) -> int:
+    """Train and/or evaluate `cfg` on its prepared data (a `prepare.ensure_prepared` / prepare_data folder)
+    in `run_dir` (default: `<output_dir>/<run_name>`; the workflow passes the folder of its outputs).
+
+    `restart_on_data_change` (default: `overwrite`): a resumed run whose data changed starts over
+    instead of being refused."""
     from . import evaluate, train
 
+    if restart_on_data_change is None:
+        restart_on_data_change = overwrite
+
     if "train" in stages:
-        run = train.prepare_run_folder(cfg, overwrite=overwrite)
+        run = train.prepare_run_folder(cfg, overwrite=overwrite, run_dir=run_dir)
     else:
-        run = RunFolder(cfg.run_dir)
+        run = RunFolder(run_dir or cfg.run_dir)
         if not (run.checkpoint / "config.json").is_file():
             raise RunFolderError(f"{run.checkpoint}: no trained checkpoint to evaluate (run the train stage first)")
         if run.is_complete():
@@ -57,10 +118,10 @@ def run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, threads
         run.remove_temp_files()
     stage = "train"
     try:
-        meta = train.train(cfg, run, threads, stop_after) if "train" in stages else None
+        meta = train.train(cfg, run, prepared, threads, stop_after, restart_on_data_change) if "train" in stages else None
         stage = "evaluate"
         if "evaluate" in stages:
-            evaluate.evaluate(cfg, run, meta, threads)
+            evaluate.evaluate(cfg, run, prepared, meta, threads)
     except train.TrainingInterrupted as e:
         log.warning("%s", e)
         return EXIT_INTERRUPTED
@@ -69,6 +130,16 @@ def run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, threads
         log.error("run %s failed in %s: %s (details in %s)", cfg.run_name, stage, e, run.failure)
         raise
     return 0
+
+
+def prepare_for(cfg: RunConfig, prepared_dir: str | None, threads: int | None) -> Path:
+    """The run's prepared data under `prepared_dir` (default <output_dir>/prepared), reused or built."""
+    from . import data
+    from .prepare import default_num_proc, ensure_prepared
+
+    root = Path(prepared_dir) if prepared_dir else Path(cfg.output_dir) / data.PREPARED_DIRNAME
+    path, _ = ensure_prepared(cfg, root, default_num_proc(cfg, threads))
+    return path
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -84,11 +155,17 @@ def train_main(argv: list[str] | None = None) -> int:
         help="train only (checkpoint/ + meta.json), evaluate only (summary.json), or both (default)",
     )
     parser.add_argument(
-        "--threads", type=int, help="torch CPU threads when the config leaves num_threads unset (recorded in meta.json)"
+        "--threads", type=positive_int,
+        help="torch CPU threads when the config leaves num_threads unset (recorded in meta.json)",
     )
     parser.add_argument(
-        "--stop-after-step", type=int, metavar="K",
+        "--stop-after-step", type=positive_int, metavar="K",
         help="checkpoint and stop after optimizer step K, exit 143 (for audit replays: verify_run.py)",
+    )
+    parser.add_argument(
+        "--prepared-dir", metavar="DIR",
+        help="cache of prepared (tokenized) data, shared by runs with the same data settings "
+        "(default: <output_dir>/prepared, the workflow's results/prepared)",
     )
     args = parser.parse_args(argv)
     setup_logging()
@@ -96,19 +173,69 @@ def train_main(argv: list[str] | None = None) -> int:
     cfg = None
     try:
         cfg = load_config(args.config, output_dir=args.output_dir)
+        check_run_location(cfg.run_dir)  # before anything is written under output_dir
+        RunLock(cfg.run_dir).check_free()  # another process on this run: refuse at once, not after preparing
+        if "train" not in stages and cfg.run_dir.is_dir():
+            check_recorded_config(cfg, RunFolder(cfg.run_dir))  # again under the lock (run_stages)
+        if "train" in stages:
+            check_optimizer(cfg.training.optim)
         preflight(cfg, stages)
-        return run_stages(cfg, stages, args.overwrite, args.threads, args.stop_after_step)
+        prepared = prepare_for(cfg, args.prepared_dir, args.threads)  # before any run folder exists
+        return run_stages(cfg, stages, args.overwrite, prepared, args.threads, args.stop_after_step)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         run = RunFolder(cfg.run_dir) if cfg else None
         if run and run.config.is_file() and not run.is_complete():  # a workflow run whose input broke
-            run.record_failure("preflight", str(e))
+            _record_if_free(run, cfg, "preflight", str(e))
         return EXIT_BAD_INPUT
     except RunFolderError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception:  # already recorded in failure.json and logged
+    except Exception as e:
+        if not getattr(e, "ledsweep_failure_json", None):  # not yet reported (run_stages reports its own)
+            report_unexpected(e)
         return EXIT_FAILED
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def one_line(message: object) -> str:
+    """A message as one line: multi-line problem lists joined with '; '."""
+    return "; ".join(part.strip() for part in str(message).strip().splitlines() if part.strip())
+
+
+def report_unexpected(e: BaseException) -> None:
+    """A failure outside any run folder (so no run log): the traceback on stderr, then one line naming it."""
+    import traceback
+
+    traceback.print_exception(e, file=sys.stderr)
+    print(f"error: {one_line(f'{type(e).__name__}: {e}')}", file=sys.stderr)
+
+
+def _record_if_free(run: RunFolder, cfg: RunConfig, stage: str, reason: str) -> None:
+    """failure.json, only in a run of this very config that no other process holds (else not ours to mark)."""
+    from .config import config_sha256
+    from .runfolder import RunLocked
+
+    try:
+        if config_sha256(load_config(run.config)) != config_sha256(cfg):
+            return
+    except ConfigError:
+        return
+    try:
+        with RunLock(run.path, what="record failure", orphan_wait=0):
+            run.record_failure(stage, reason)
+    except RunLocked:
+        pass
 
 
 def summarize_main(argv: list[str] | None = None) -> int:
@@ -116,37 +243,40 @@ def summarize_main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="summarize.py", description="Summarize documents with a saved checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a run's checkpoint/ folder")
-    parser.add_argument("--input", required=True, help="JSONL/CSV/Parquet file with a text column, or - for stdin lines")
+    parser.add_argument("--input", required=True, help="JSONL/JSON/CSV/Parquet file with a text column, or - for stdin lines")
     parser.add_argument("--text-column", default="document", help="column holding the documents")
-    parser.add_argument("--output", help="write JSONL here (default: stdout)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, help="override the checkpoint's generation config")
-    parser.add_argument("--num-beams", type=int, help="override the checkpoint's generation config")
+    parser.add_argument("--output", help="write JSONL here, atomically once every summary is made (default: stdout)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="documents per generate() call (>= 1)")
+    parser.add_argument("--max-new-tokens", type=positive_int, help="override the checkpoint's generation config (>= 1)")
+    parser.add_argument("--num-beams", type=positive_int, help="override the checkpoint's generation config (>= 1)")
     args = parser.parse_args(argv)
-    setup_logging()
+    from .summarize import read_documents, summarize
+
     ckpt = Path(args.checkpoint)
-    if not (ckpt / "config.json").is_file():
-        print(f"error: --checkpoint: {ckpt} is not a checkpoint folder (no config.json)", file=sys.stderr)
-        return EXIT_BAD_INPUT
     try:
-        docs = _read_documents(args.input, args.text_column)
+        if not (ckpt / "config.json").is_file():
+            raise ConfigError(f"--checkpoint: {ckpt} is not a checkpoint folder (no config.json)")
+        if not any((ckpt / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+            raise ConfigError(f"--checkpoint: {ckpt} has no weights (model.safetensors)")
+        if args.output and Path(args.output).is_dir():
+            raise ConfigError(f"--output: {args.output} is a folder; give a file name")
+        docs = read_documents(args.input, args.text_column)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from .summarize import summarize
+    setup_logging()
+    try:
+        lines = (json.dumps({"document": doc, "summary": summary}, ensure_ascii=False) + "\n"
+                 for doc, summary in zip(docs, summarize(ckpt, docs, args.batch_size, args.max_new_tokens,
+                                                         args.num_beams)))
+        if args.output:  # nothing is written until every summary exists: an existing file stays whole
+            from .runfolder import atomic_write_text
 
-    with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as f:
-        for doc, summary in zip(docs, summarize(ckpt, docs, args.batch_size, args.max_new_tokens, args.num_beams)):
-            f.write(json.dumps({"document": doc, "summary": summary}, ensure_ascii=False) + "\n")
+            atomic_write_text(args.output, "".join(lines))
+        else:
+            for line in lines:
+                sys.stdout.write(line)
+    except Exception as e:
+        report_unexpected(e)
+        return EXIT_FAILED
     return 0
-
-
-def _read_documents(source: str, column: str) -> list[str]:
-    if source == "-":
-        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    from .data import _read_rows
-
-    rows = _read_rows(Path(source), "--input")
-    if not rows or column not in rows[0]:
-        raise ConfigError(f"--input: {source} has no '{column}' column (use --text-column)")
-    return [str(r[column]) for r in rows]

@@ -13,8 +13,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
+import math
+import os
 import re
 import types
 import typing
@@ -79,7 +82,20 @@ class DataConfig:
     max_target_length: int = option(64, "Reference summaries are truncated to this many tokens.", minimum=2)
     max_train_samples: Optional[int] = option(None, "Use only the first N training examples (debugging).", minimum=1)
     max_eval_samples: Optional[int] = option(
-        None, "Use only the first N validation and test examples (debugging).", minimum=1
+        None, "Use only the first N validation examples for the eval loss during training.", minimum=1
+    )
+    max_predict_samples: Optional[int] = option(
+        None, "Use only the first N test examples for summary.json (debugging).", minimum=1
+    )
+    tokenizer_train_samples: int = option(
+        50000,
+        "scratch: the BPE tokenizer is trained once per prepared data on at most this many training examples, "
+        "a sample drawn with a fixed seed (all of them, in order, when the split is smaller).",
+        minimum=1,
+    )
+    preprocessing_num_workers: Optional[int] = option(
+        None, "Processes that tokenize when the data is prepared; null = the job's CPUs (1 for small splits).",
+        minimum=1,
     )
 
 
@@ -104,8 +120,8 @@ class TrainingConfig:
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory.")
     group_by_length: bool = option(
         False,
-        "Batch examples of similar length together (less padding). Its sampler draws from the global RNG, "
-        "so a resumed run is no longer bitwise identical to an uninterrupted one.",
+        "Batch examples of similar length together (less padding). The sampler is seeded from the run's seed "
+        "and the epoch, so a resumed run stays bitwise identical to an uninterrupted one.",
     )
     full_determinism: bool = option(
         False,
@@ -265,8 +281,15 @@ def load_yaml(path: str | Path) -> Any:
     except yaml.constructor.ConstructorError as e:
         where = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
         raise ConfigError(f"{path}: {where}{e.problem} (only plain YAML is accepted)") from None
+    except yaml.MarkedYAMLError as e:  # one line: where, what, and in which construct
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({e.context})" if e.context else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {e.problem}{context}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read (configs need only a few levels)") from None
 
 
 def dump_yaml(data: Any) -> str:
@@ -283,7 +306,8 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
 
 
-def _error_message(err: Any) -> str:
+def schema_error_message(err: Any) -> str:
+    """One line for a jsonschema ValidationError, naming the dotted key (also used for the workflow config)."""
     import jsonschema  # noqa: F401  (imported lazily by callers)
 
     path = ".".join(str(p) for p in err.absolute_path)
@@ -326,50 +350,142 @@ def validate_dict(data: Any, source: str = "config") -> None:
         raise ConfigError(f"{source}: expected a mapping of config keys, got {_describe(data)}")
     validator = jsonschema.Draft202012Validator(run_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        raise ConfigError(f"{source}: " + "\n  ".join(_error_message(e) for e in errors))
+    problems = [schema_error_message(e) for e in errors]
+    flagged = {".".join(map(str, e.absolute_path)) for e in errors}
+    for key in _leaf_types():
+        found, value = _lookup(data, key)
+        if found and key not in flagged and (problem := check_value(key, value)):
+            problems.append(problem)
+    if problems:  # one line: every problem, each naming its key
+        raise ConfigError(f"{source}: " + "; ".join(problems))
     _check_run_name(data["run_name"], source)
 
 
+# ----------------------------------------------------------------------------- value rules
+# What JSON Schema cannot say: jsonschema counts 4.0 as an integer and lets NaN through every bound.
+# One owner for both paths: validate_dict() applies these to a run config, sweep._check_values() to
+# each grid/zip/set value, so `train_baseline.py` and `snakemake -n` refuse the same values.
+SEED_MAX = 2**32 - 1  # transformers.set_seed calls numpy.random.seed, which takes 0 .. 2**32 - 1
+INT_MAX = 2**63 - 1  # counts and sizes end up in int64 tensors and C longs
+RUN_NAME_MAX = 200  # a file name is at most 255 bytes; leaves room for temp-file prefixes
+# transformers.training_args.OptimizerNames (transformers 5.24.0), copied so that this module stays
+# free of torch and transformers; tests/test_input_checks.py keeps the copy equal to transformers'
+OPTIMIZERS = (
+    "adafactor", "adagrad", "adalomo", "adamw_8bit", "adamw_anyprecision", "adamw_bnb_8bit", "adamw_torch",
+    "adamw_torch_4bit", "adamw_torch_8bit", "adamw_torch_fused", "adamw_torch_npu_fused", "adamw_torch_xla",
+    "ademamix", "ademamix_8bit", "apollo_adamw", "apollo_adamw_layerwise", "galore_adafactor",
+    "galore_adafactor_layerwise", "galore_adamw", "galore_adamw_8bit", "galore_adamw_8bit_layerwise",
+    "galore_adamw_layerwise", "grokadamw", "lion_32bit", "lion_8bit", "lomo", "paged_adamw_32bit",
+    "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit",
+    "rmsprop", "rmsprop_bnb", "rmsprop_bnb_32bit", "rmsprop_bnb_8bit", "schedule_free_adamw",
+    "schedule_free_radam", "schedule_free_sgd", "sgd", "stable_adamw",
+)
+# keys that hold a file or folder path: '~' is expanded here, once, for all of them (from_dict)
+PATH_KEYS = ("output_dir", "data.train_file", "data.validation_file", "data.test_file", "model.name",
+             "evaluation.bertscore_model")
+
+
+@functools.cache
+def _leaf_types() -> dict[str, tuple]:
+    """Dotted leaf key -> its JSON-Schema type names."""
+    out = {}
+    for key, prop in schema_leaf_paths(run_schema()).items():
+        kind = prop.get("type")
+        out[key] = tuple(kind) if isinstance(kind, list) else (kind,)
+    return out
+
+
+def _lookup(data: Any, dotted: str) -> tuple[bool, Any]:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False, None
+        data = data[part]
+    return True, data
+
+
+def check_value(key: str, value: Any) -> str | None:
+    """What is wrong with `value` for dotted `key` beyond its JSON Schema ('key: ...'), or None.
+
+    Call it on values that passed the key's schema: it does not repeat type and range checks."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{key}: expected a finite number, got {value!r}"
+        if "integer" in _leaf_types().get(key, ()) and value.is_integer():
+            return f"{key}: expected an integer, got float {value!r} (write {int(value)})"
+    elif isinstance(value, int):
+        if key == "seed" and value > SEED_MAX:
+            return f"{key}: expected a value <= {SEED_MAX} (2**32 - 1, numpy's limit), got {value}"
+        if abs(value) > INT_MAX:
+            return f"{key}: expected a value between -(2**63 - 1) and 2**63 - 1, got {value}"
+    elif isinstance(value, str):
+        if "\x00" in value:  # no file, column or model name can hold one (open() raises on it)
+            return f"{key}: contains a NUL character (\\0), got {value!r}"
+        if key == "training.optim" and value not in OPTIMIZERS:
+            close = difflib.get_close_matches(value, OPTIMIZERS, n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            return (f"{key}: unknown optimizer {value!r}{hint}; expected one of transformers' OptimizerNames, "
+                    f"e.g. adamw_torch_fused, adamw_torch, adafactor, sgd")
+        if key in PATH_KEYS and value.startswith("~") and os.path.expanduser(value).startswith("~"):
+            return f"{key}: cannot expand '~' in {value!r} (no such user, or HOME is not set)"
+    return None
+
+
+# folders beside the run folders in results/: no run may take their names
+RESERVED_RUN_NAMES = {"prepared": "the prepared (tokenized) data", "sweeps": "the sweep tables and plots"}
+
+
+def check_run_name(name: str) -> str | None:
+    """What is wrong with a run name (it becomes a folder name), or None."""
+    if not re.match(RUN_NAME_PATTERN, name):
+        return f"{name!r} does not match {RUN_NAME_PATTERN}"
+    if ".." in name:
+        return f"{name!r} must not contain '..'"
+    if len(name) > RUN_NAME_MAX:
+        return f"{name!r} is {len(name)} characters long, over the limit of {RUN_NAME_MAX}"
+    if name in RESERVED_RUN_NAMES:
+        return f"{name!r} is reserved: <output_dir>/{name}/ holds {RESERVED_RUN_NAMES[name]}"
+    return None
+
+
 def _check_run_name(name: str, source: str) -> None:
-    if ".." in name or len(name) > 200:
-        raise ConfigError(f"{source}: run_name: {name!r} must not contain '..' and must be at most 200 characters")
+    if problem := check_run_name(name):
+        raise ConfigError(f"{source}: run_name: {problem}")
+
+
+def resolve_value(key: str, value: Any) -> Any:
+    """A value as the resolved config holds it: '~' expanded in path keys (the one place it happens)."""
+    if key in PATH_KEYS and isinstance(value, str) and value.startswith("~"):
+        return os.path.expanduser(value)
+    return value
 
 
 def from_dict(data: dict, source: str = "config") -> RunConfig:
     """Validated mapping -> RunConfig with every default filled in."""
     validate_dict(data, source)
+    data = _copy_sections(data)
+    for key in PATH_KEYS:
+        found, value = _lookup(data, key)
+        if found:
+            set_dotted(data, key, resolve_value(key, value))
     hints = typing.get_type_hints(RunConfig)
     kwargs = {}
     for key, value in data.items():
         cls = hints[key]
         kwargs[key] = cls(**value) if dataclasses.is_dataclass(cls) else value
     cfg = RunConfig(**kwargs)
-    _check_semantics(cfg, source)
+    check_semantics(cfg, source)
     return cfg
 
 
-def _check_semantics(cfg: RunConfig, source: str) -> None:
+def check_semantics(cfg: RunConfig, source: str) -> None:
+    """Rules that span keys (model sizes vs lengths, required splits); ConfigError listing every problem."""
     m, d, g, t = cfg.model, cfg.data, cfg.generation, cfg.training
     problems = []
-    if m.name == SCRATCH:
-        if m.d_model % m.attention_heads:
-            problems.append(f"model.attention_heads: {m.attention_heads} must divide model.d_model ({m.d_model})")
-        if d.max_source_length > m.max_encoder_position_embeddings:
-            problems.append(
-                f"data.max_source_length: {d.max_source_length} exceeds "
-                f"model.max_encoder_position_embeddings ({m.max_encoder_position_embeddings})"
-            )
-        if g.max_new_tokens > m.max_decoder_position_embeddings - 1:
-            problems.append(
-                f"generation.max_new_tokens: {g.max_new_tokens} exceeds the model's decoder positions "
-                f"(model.max_decoder_position_embeddings - 1 = {m.max_decoder_position_embeddings - 1})"
-            )
-        if d.max_target_length > m.max_decoder_position_embeddings:
-            problems.append(
-                f"data.max_target_length: {d.max_target_length} exceeds "
-                f"model.max_decoder_position_embeddings ({m.max_decoder_position_embeddings})"
-            )
+    if m.name == SCRATCH and m.d_model % m.attention_heads:
+        problems.append(f"model.attention_heads: {m.attention_heads} must divide model.d_model ({m.d_model})")
+    problems += position_limit_problems(cfg)
     if not (d.train_file or d.dataset_name):
         problems.append("data.train_file: required (or data.dataset_name)")
     if not (d.test_file or d.dataset_name):
@@ -377,7 +493,55 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
     if t.eval_steps and not (d.validation_file or d.dataset_name):
         problems.append("training.eval_steps: set, but there is no validation split (data.validation_file)")
     if problems:
-        raise ConfigError(f"{source}: " + "\n  ".join(problems))
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+@functools.lru_cache(maxsize=256)
+def _local_model_config(folder: str) -> dict | None:
+    """A local model folder's config.json (None for hub ids and unreadable files: checked when loaded)."""
+    try:
+        return json.loads((Path(folder).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def position_limits(cfg: RunConfig) -> tuple[dict[str, int], str] | None:
+    """The model's encoder/decoder position limits and where they come from: the scratch keys, or a local
+    model folder's config.json (hub models: checked against their cached config before training)."""
+    m = cfg.model
+    if m.name == SCRATCH:
+        return {"encoder": m.max_encoder_position_embeddings, "decoder": m.max_decoder_position_embeddings}, (
+            "model.max_encoder_position_embeddings / model.max_decoder_position_embeddings")
+    local = _local_model_config(m.name) if is_local_path(m.name) else None
+    if not local:
+        return None
+    enc = local.get("max_encoder_position_embeddings") or local.get("max_position_embeddings")
+    dec = local.get("max_decoder_position_embeddings") or local.get("max_position_embeddings")
+    limits = {k: v for k, v in (("encoder", enc), ("decoder", dec)) if isinstance(v, int)}
+    return (limits, f"{m.name}/config.json") if limits else None
+
+
+def position_limit_problems(cfg: RunConfig, limits: tuple[dict[str, int], str] | None = None) -> list[str]:
+    """max_source_length, max_target_length and max_new_tokens against the model's position limits."""
+    found = limits or position_limits(cfg)
+    if not found:
+        return []
+    lim, where = found
+    d, g, out = cfg.data, cfg.generation, []
+    if "encoder" in lim and d.max_source_length > lim["encoder"]:
+        out.append(f"data.max_source_length: {d.max_source_length} exceeds the model's {lim['encoder']} encoder "
+                   f"positions ({where})")
+    if "decoder" in lim and d.max_target_length > lim["decoder"]:
+        out.append(f"data.max_target_length: {d.max_target_length} exceeds the model's {lim['decoder']} decoder "
+                   f"positions ({where})")
+    if "decoder" in lim and g.max_new_tokens > lim["decoder"] - 1:
+        out.append(f"generation.max_new_tokens: {g.max_new_tokens} exceeds the model's decoder positions minus "
+                   f"the start token ({lim['decoder'] - 1}; {where})")
+    return out
+
+
+def _copy_sections(data: dict) -> dict:
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 def is_local_path(name: str) -> bool:
@@ -400,6 +564,21 @@ def config_sha256(cfg: RunConfig | dict) -> str:
         data.pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs, run_name and output_dir aside."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        dotted = f"{prefix}{key}"
+        if dotted in IDENTITY_KEYS:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differing_keys(va, vb, f"{dotted}.")
+        elif va != vb or type(va) is not type(vb):
+            out.append(dotted)
+    return out
 
 
 def set_dotted(data: dict, dotted: str, value: Any) -> None:

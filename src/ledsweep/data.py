@@ -1,67 +1,35 @@
-"""Dataset splits: local JSONL/CSV/Parquet files or a hub dataset, checked before any training."""
+"""Dataset sources and the prepared (tokenized) data that runs share.
+
+A run never tokenizes its own data. `prepare.prepare_data` turns the data a run names into a
+*prepared data* folder, once for each distinct `data_spec` (files, columns, lengths, sample limits,
+tokenizer), and every run of every sweep that needs the same thing reads it (Arrow, memory-mapped):
+
+    <prepared root>/<data key>/
+        manifest.json          spec, data file sha256s, tokenizer sha256, rows, token-length stats
+        tokenizer/             the tokenizer every run of this key uses (trained once for scratch)
+        train/ validation/ test/   datasets.save_to_disk folders: input_ids, labels, length, ...
+
+The workflow's `prepare_data` rule writes `results/prepared/<key>/`; `train_baseline.py` alone uses
+`<output_dir>/prepared/<key>/` (so the default `results/` is shared with the workflow).
+
+Cheap to import (no torch, no datasets): the Snakefile computes data keys at parse time.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
-from .config import ConfigError, DataConfig
+from .config import SCRATCH, ConfigError, DataConfig, RunConfig
 
 SPLITS = ("train", "validation", "test")
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-@dataclass
-class Split:
-    name: str
-    source: str  # file path or "<dataset>:<split>"
-    documents: list[str]
-    summaries: list[str]
-
-    def __len__(self) -> int:
-        return len(self.documents)
-
-
-def _read_rows(path: Path, key: str) -> list[dict]:
-    """Read a local file into a list of row dicts, in memory (no Arrow cache on shared disks)."""
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise ConfigError(f"{key}: {path}: unsupported file type '{suffix}'; expected one of {', '.join(FORMATS)}")
-    if not path.is_file():
-        raise ConfigError(f"{key}: data file not found: {path}")
-    try:
-        if FORMATS[suffix] == "json":
-            text = path.read_text(encoding="utf-8")
-            if suffix == ".json" and text.lstrip().startswith("["):
-                return json.loads(text)
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        import pandas as pd
-
-        df = pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
-        return df.to_dict("records")
-    except (ValueError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"{key}: cannot read {path} as {FORMATS[suffix]}: {e}") from None
-
-
-def _from_rows(rows: list, name: str, source: str, key: str, cfg: DataConfig, limit: int | None) -> Split:
-    if not rows:
-        raise ConfigError(f"{key}: {source} has no examples")
-    if not all(isinstance(r, dict) for r in rows):
-        raise ConfigError(f"{key}: {source}: every row must be an object with named columns")
-    columns = set(rows[0])
-    for col_key, col in (("data.text_column", cfg.text_column), ("data.summary_column", cfg.summary_column)):
-        if col not in columns:
-            raise ConfigError(f"{col_key}: column '{col}' not found in {source} (columns: {', '.join(sorted(columns))})")
-    rows = rows[:limit] if limit else rows
-    docs, sums = [], []
-    for i, r in enumerate(rows):
-        doc, summ = r.get(cfg.text_column), r.get(cfg.summary_column)
-        if not isinstance(doc, str) or not isinstance(summ, str):
-            raise ConfigError(f"{key}: {source} row {i + 1}: '{cfg.text_column}' and '{cfg.summary_column}' must be text")
-        docs.append(doc)
-        sums.append(summ)
-    return Split(name, source, docs, sums)
+SPEC_VERSION = 1  # bump when the prepared layout or the tokenization changes
+MANIFEST = "manifest.json"
+PREPARED_DIRNAME = "prepared"  # <results>/prepared/<key>: a name no run may take
 
 
 def data_files(cfg: DataConfig) -> dict[str, str]:
@@ -69,66 +37,141 @@ def data_files(cfg: DataConfig) -> dict[str, str]:
     return {s: getattr(cfg, f"{s}_file") for s in SPLITS if getattr(cfg, f"{s}_file")}
 
 
-def load_splits(cfg: DataConfig, need: tuple[str, ...] = SPLITS) -> dict[str, Split]:
-    """Load the requested splits; raise ConfigError naming the key/file on any problem."""
-    files = data_files(cfg)
-    out: dict[str, Split] = {}
-    hub = None
-    for split in need:
-        limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
-        key = f"data.{split}_file"
-        if split in files:
-            rows = _read_rows(Path(files[split]), key)
-            out[split] = _from_rows(rows, split, files[split], key, cfg, limit)
-        elif cfg.dataset_name:
-            hub = hub if hub is not None else _load_hub(cfg)
-            if split not in hub:
-                if split == "validation":
-                    continue
-                raise ConfigError(f"data.dataset_name: {cfg.dataset_name} has no '{split}' split ({list(hub)})")
-            source = f"{cfg.dataset_name}:{split}"
-            out[split] = _from_rows(hub[split].to_list(), split, source, "data.dataset_name", cfg, limit)
-    return out
+def split_limit(cfg: DataConfig, split: str) -> int | None:
+    return {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples, "test": cfg.max_predict_samples}[split]
 
 
-def _load_hub(cfg: DataConfig):
-    import datasets
+# ----------------------------------------------------------------------------- the spec and its key
+def data_spec(cfg: RunConfig | dict) -> dict:
+    """Everything the prepared data depends on, and nothing else (not the seed, not the learning rate).
 
+    Files are named as the config names them (relative to the working directory); their content is
+    tracked by Snakemake (they are inputs of `prepare_data`) and by the manifest's sha256s, size and
+    mtime (for `train_baseline.py` alone, which prepares again when a file changed)."""
+    c = cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
+    d, m = c["data"], c["model"]
+    if m["name"] == SCRATCH:
+        tokenizer = {"scratch": {"vocab_size": m["vocab_size"], "train_samples": d["tokenizer_train_samples"]}}
+    else:
+        tokenizer = {"pretrained": m["name"], "trust_remote_code": m["trust_remote_code"]}
+    return {
+        "version": SPEC_VERSION,
+        "files": {s: os.path.normpath(d[f"{s}_file"]) for s in SPLITS if d.get(f"{s}_file")},
+        "dataset_name": d["dataset_name"],
+        "dataset_config_name": d["dataset_config_name"],
+        "text_column": d["text_column"],
+        "summary_column": d["summary_column"],
+        "max_source_length": d["max_source_length"],
+        "max_target_length": d["max_target_length"],
+        "max_train_samples": d["max_train_samples"],
+        "max_eval_samples": d["max_eval_samples"],
+        "max_predict_samples": d["max_predict_samples"],
+        "tokenizer": tokenizer,
+    }
+
+
+def canonical_json(data) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_of(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def data_key(spec: dict) -> str:
+    """Short stable name of a spec: the folder name of its prepared data."""
+    return _key_of(canonical_json(spec))
+
+
+DATA_KEY_PATTERN = "[0-9a-f]{16}"
+
+
+def data_keys(runs: dict) -> tuple[dict[str, str], dict[str, dict]]:
+    """For the workflow: run name -> data key, and data key -> spec (runs are sweep.Run objects)."""
+    run_key, specs = {}, {}
+    for name, run in runs.items():
+        spec = data_spec(run.config)
+        key = run_key[name] = data_key(spec)
+        specs.setdefault(key, spec)
+    return run_key, specs
+
+
+def prepared_path(root: str | Path, spec: dict) -> Path:
+    return Path(root) / data_key(spec)
+
+
+def read_manifest(prepared: str | Path) -> dict:
+    """The manifest of a prepared data folder; ConfigError when it is missing or unreadable."""
+    path = Path(prepared) / MANIFEST
     try:
-        return datasets.load_dataset(cfg.dataset_name, cfg.dataset_config_name)
-    except Exception as e:  # noqa: BLE001 - datasets raises many types
-        raise ConfigError(f"data.dataset_name: cannot load '{cfg.dataset_name}': {e}") from None
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no prepared data here (run prepare_data first)") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: unreadable manifest ({e}); delete the folder to prepare it again") from None
 
 
-def train_bpe_tokenizer(texts: list[str], vocab_size: int, max_length: int):
-    """A byte-level BPE tokenizer trained offline (deterministic for the same texts)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+# ----------------------------------------------------------------------------- cheap source checks
+def _peek_columns(path: Path, key: str) -> list[str]:
+    """Column names from the first row / header / schema, without reading the file."""
+    fmt = FORMATS[path.suffix.lower()]
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
 
-    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-        mask_token="<mask>", model_max_length=max_length,
-    )
+            return list(pq.read_schema(path).names)
+        with open(path, encoding="utf-8") as f:
+            if fmt == "csv":
+                import csv
+
+                return next(csv.reader(f), [])
+            head = f.read(1 << 16)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{key}: cannot read {path} as {fmt}: {e}") from None
+    text = head.lstrip()
+    if not text:
+        return []
+    if text.startswith("["):  # a JSON array file: columns are checked when it is prepared
+        return []
+    line = text.splitlines()[0]
+    try:
+        row = json.loads(line)
+    except ValueError:
+        if len(head) == 1 << 16 and "\n" not in head:  # a first line longer than the peek
+            return []
+        raise ConfigError(f"{key}: {path}: line 1 is not a JSON object (expected JSON lines)") from None
+    if not isinstance(row, dict):
+        raise ConfigError(f"{key}: {path}: line 1 is not a JSON object with named columns")
+    return list(row)
 
 
-def tokenize(split: Split, tokenizer, cfg: DataConfig) -> list[dict]:
-    """Token ids for training/eval loss (no padding: the collator pads per batch)."""
-    enc = tokenizer(split.documents, max_length=cfg.max_source_length, truncation=True)
-    labels = tokenizer(text_target=split.summaries, max_length=cfg.max_target_length, truncation=True)
-    return [
-        {"input_ids": ids, "attention_mask": mask, "labels": lab}
-        for ids, mask, lab in zip(enc["input_ids"], enc["attention_mask"], labels["input_ids"])
-    ]
+def check_sources(cfg: DataConfig, need: tuple[str, ...] = SPLITS) -> None:
+    """Fail early, before any folder exists: local files exist, have a known type and the columns."""
+    files = data_files(cfg)
+    for split in need:
+        key = f"data.{split}_file"
+        if split not in files:
+            continue
+        path = Path(files[split])
+        suffix = path.suffix.lower()
+        if suffix not in FORMATS:
+            raise ConfigError(f"{key}: {path}: unsupported file type '{suffix}'; expected one of {', '.join(FORMATS)}")
+        if not path.is_file():
+            raise ConfigError(f"{key}: data file not found: {path}")
+        if path.stat().st_size == 0:
+            raise ConfigError(f"{key}: {path} has no examples (empty file)")
+        columns = _peek_columns(path, key)
+        if not columns:
+            continue
+        for col_key, col in (("data.text_column", cfg.text_column), ("data.summary_column", cfg.summary_column)):
+            if col not in columns:
+                raise ConfigError(
+                    f"{col_key}: column '{col}' not found in {path} (columns: {', '.join(sorted(columns))})"
+                )
+
+
+def source_state(path: str | Path) -> dict:
+    """size and mtime of a data file: the cheap check before its sha256 is recomputed."""
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}

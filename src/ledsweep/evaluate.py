@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
-from . import data as data_mod
 from . import faults, metrics
 from . import model as model_mod
 from .config import RunConfig
@@ -19,33 +19,28 @@ from .train import set_threads
 log = logging.getLogger("ledsweep")
 
 
-def _batches(n: int, size: int, order: list[int]):
-    for i in range(0, n, size):
-        yield order[i : i + size]
-
-
-def generate_and_score_loss(model, tok, documents, summaries, cfg: RunConfig, device) -> tuple[list[str], float]:
-    """Greedy/beam generation in length-sorted batches + token-weighted teacher-forced loss."""
+def generate_and_score_loss(model, tok, test, cfg: RunConfig, device) -> tuple[list[str], float]:
+    """Generation in batches of similar length (longest first; predictions returned in the split's order)
+    + token-weighted teacher-forced loss. `test` is the prepared, memory-mapped split: one batch of token
+    ids is in memory at a time."""
     import torch
     from tqdm.auto import tqdm
 
-    d = cfg.data
-    enc = tok(documents, max_length=d.max_source_length, truncation=True)
-    labels = tok(text_target=summaries, max_length=d.max_target_length, truncation=True)["input_ids"]
-    order = sorted(range(len(documents)), key=lambda i: -len(enc["input_ids"][i]))
-    preds: list[str] = [""] * len(documents)
+    lengths = test["length"]
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    preds: list[str] = [""] * len(lengths)
     loss_sum, n_tokens = 0.0, 0
     bs = cfg.training.per_device_eval_batch_size
     window = model.config.attention_window
     window = max(window) if isinstance(window, (list, tuple)) else window
     model.eval()
+    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
     with torch.no_grad():
-        for idx in tqdm(list(_batches(len(order), bs, order)), desc="evaluate", unit="batch", disable=None):
-            batch = tok.pad(
-                {"input_ids": [enc["input_ids"][i] for i in idx]}, pad_to_multiple_of=window, return_tensors="pt"
-            ).to(device)
+        for idx in tqdm(batches, desc="evaluate", unit="batch", mininterval=10, disable=None):
+            rows = test[idx]
+            batch = tok.pad({"input_ids": rows["input_ids"]}, pad_to_multiple_of=window, return_tensors="pt").to(device)
             gam = model_mod.global_attention_mask(batch["input_ids"])
-            lab = tok.pad({"input_ids": [labels[i] for i in idx]}, return_tensors="pt")["input_ids"]
+            lab = tok.pad({"input_ids": rows["labels"]}, return_tensors="pt")["input_ids"]
             lab[lab == tok.pad_token_id] = -100
             lab = lab.to(device)
             out = model(**batch, global_attention_mask=gam, labels=lab)
@@ -58,14 +53,20 @@ def generate_and_score_loss(model, tok, documents, summaries, cfg: RunConfig, de
     return preds, loss_sum / max(n_tokens, 1)
 
 
-def evaluate(cfg: RunConfig, run: RunFolder, train_meta: dict | None = None, threads: int | None = None) -> dict:
-    """Score `run.checkpoint` on the test split; write predictions.jsonl and summary.json."""
+def evaluate(cfg: RunConfig, run: RunFolder, prepared: Path, train_meta: dict | None = None,
+             threads: int | None = None) -> dict:
+    """Score `run.checkpoint` on the prepared test split; write predictions.jsonl and summary.json."""
     import torch
     from transformers import set_seed
 
+    from .data import read_manifest
+    from .train import load_prepared
+
     set_threads(cfg, threads)
     set_seed(cfg.seed)
-    test = data_mod.load_splits(cfg.data, need=("test",))["test"]
+    manifest = read_manifest(prepared)
+    test = load_prepared(prepared, "test", ("input_ids", "labels", "length", "reference"))
+    references = test["reference"]
     bert = None
     if cfg.evaluation.bertscore_model:  # build first: a missing scorer model fails before generation
         e = cfg.evaluation
@@ -75,23 +76,23 @@ def evaluate(cfg: RunConfig, run: RunFolder, train_meta: dict | None = None, thr
     model.to(device)
 
     t0 = time.perf_counter()
-    preds, loss = generate_and_score_loss(model, tok, test.documents, test.summaries, cfg, device)
+    preds, loss = generate_and_score_loss(model, tok, test, cfg, device)
     t_gen = time.perf_counter() - t0
     faults.hit("evaluate")
-    scores = metrics.rouge(preds, test.summaries, workers=cfg.evaluation.rouge_workers)
+    scores = metrics.rouge(preds, references, workers=cfg.evaluation.rouge_workers)
     t_rouge = time.perf_counter() - t0 - t_gen
     if bert is not None:
-        scores.update(bert(preds, test.summaries))
+        scores.update(bert(preds, references))
     else:
         scores.update(bertscore=None, bertscore_precision=None, bertscore_recall=None)
     t_eval = time.perf_counter() - t0
-    exact = sum(p == r.strip() for p, r in zip(preds, test.summaries)) / len(preds)
+    exact = sum(p == r.strip() for p, r in zip(preds, references)) / len(preds)
 
     atomic_write_text(
         run.predictions,
         "".join(
             json.dumps({"index": i, "prediction": p, "reference": r}, ensure_ascii=False) + "\n"
-            for i, (p, r) in enumerate(zip(preds, test.summaries))
+            for i, (p, r) in enumerate(zip(preds, references))
         ),
     )
     meta = train_meta or run.read_json(run.meta, default={})
@@ -101,7 +102,9 @@ def evaluate(cfg: RunConfig, run: RunFolder, train_meta: dict | None = None, thr
         "status": "completed",
         "metrics": {"loss": loss, **scores, "exact_match": exact},
         "num_test_examples": len(preds),
-        "test_split": test.source,
+        "test_split": manifest["data_files"].get("test", {}).get("path")
+        or f"{manifest['spec']['dataset_name']}:test",
+        "prepared_data": manifest["key"],
         "train_runtime_seconds": train_seconds,
         "eval_runtime_seconds": round(t_eval, 3),
         "eval_timing_seconds": {

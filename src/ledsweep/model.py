@@ -18,16 +18,18 @@ def check_model_source(cfg: RunConfig) -> None:
         return
     from transformers import AutoConfig
 
+    from .config import position_limit_problems
+
     try:
         mcfg = AutoConfig.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as e:
         raise ConfigError(f"model.name: cannot load '{name}' (hub id not cached, or offline?): {e}") from None
-    limit = getattr(mcfg, "max_decoder_position_embeddings", None)
-    if limit and cfg.generation.max_new_tokens > limit - 1:
-        raise ConfigError(f"generation.max_new_tokens: {cfg.generation.max_new_tokens} exceeds the model's limit {limit - 1}")
-    limit = getattr(mcfg, "max_encoder_position_embeddings", None)
-    if limit and cfg.data.max_source_length > limit:
-        raise ConfigError(f"data.max_source_length: {cfg.data.max_source_length} exceeds the model's limit {limit}")
+    enc = getattr(mcfg, "max_encoder_position_embeddings", None) or getattr(mcfg, "max_position_embeddings", None)
+    dec = getattr(mcfg, "max_decoder_position_embeddings", None) or getattr(mcfg, "max_position_embeddings", None)
+    limits = {k: v for k, v in (("encoder", enc), ("decoder", dec)) if isinstance(v, int)}
+    problems = position_limit_problems(cfg, (limits, f"the config of {name}")) if limits else []
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def build_scratch(cfg: RunConfig, tokenizer):
@@ -46,15 +48,15 @@ def build_scratch(cfg: RunConfig, tokenizer):
     return LEDForConditionalGeneration(config)
 
 
-def load_pretrained(name: str, trust_remote_code: bool = False, dtype=None):
-    """Model + tokenizer from a hub id or folder; weights only from safetensors."""
+def load_pretrained(name: str, trust_remote_code: bool = False, dtype=None, tokenizer: bool = True):
+    """Model (+ tokenizer unless tokenizer=False) from a hub id or folder; weights only from safetensors."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code) if tokenizer else None
     model = AutoModelForSeq2SeqLM.from_pretrained(
         name, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=dtype
     )
-    return model, tokenizer
+    return model, tok
 
 
 def configure_generation(model, cfg: RunConfig) -> None:

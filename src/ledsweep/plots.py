@@ -3,7 +3,7 @@
     plot_run_loss("results/demo_lr0.001_seed1", "results/demo_lr0.001_seed1/plots/loss.png")
     plot_metric_vs_key("results", sweep, "rougeL", "training.learning_rate", "results/sweeps/demo/rougeL_vs_...png")
     plot_loss_curves("results", sweep, "results/sweeps/demo/loss_curves.png")
-    write_comparison_html("results", sweep, "results/sweeps/demo/comparison.html")
+    comparison_html(collect("results", sweep), sweep)                # -> results/sweeps/demo/comparison.html
 
 Determinism: fixed font (DejaVu Sans, shipped with matplotlib), sizes, dpi and figure size; no
 timestamps or software tag in the PNG (`metadata={"Software": None}`); runs, configurations and
@@ -19,7 +19,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .aggregate import METRICS, SHOWN, _short, by_config, collect, group_keys, sort_rows
+from .aggregate import (
+    best_run,
+    by_config,
+    collect,
+    display_columns,
+    format_cell,
+    group_keys,
+    metric_names,
+    sort_rows,
+)
 from .runfolder import atomic_write_bytes
 from .sweep import Sweep
 
@@ -140,7 +149,7 @@ def plot_run_loss(run_dir: str | Path, out: str | Path, title: str | None = None
 
 
 def _label(v: Any) -> str:
-    return _short("", v)
+    return format_cell("", v)
 
 
 def best_config(groups: list[dict], metric: str) -> dict | None:
@@ -153,8 +162,8 @@ def plot_metric_vs_key(results_dir: str | Path, sweep: Sweep, metric: str, key: 
                        rows: list[dict] | None = None) -> Path:
     """`metric` (seed mean, 95% CI error bars) against the values of swept `key`; one series per combination
     of the other swept keys; the best configuration is marked with a star."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {list(METRICS)}")
+    if metric not in metric_names(sweep):
+        raise ValueError(f"unknown metric {metric!r}; expected one of {list(metric_names(sweep))}")
     keys = group_keys(sweep)
     if key not in keys:
         raise ValueError(f"sweep {sweep.name}: {key!r} is not a swept key (other than seed): {keys}")
@@ -191,7 +200,7 @@ def plot_metric_vs_key(results_dir: str | Path, sweep: Sweep, metric: str, key: 
             ax.plot([xpos[repr(best[key])]], [best[f"{metric}_mean"]], marker="*", markersize=16, color=BEST_COLOR,
                     linestyle="none", zorder=5,
                     label="best: " + ", ".join(f"{k}={_label(best[k])}" for k in keys)
-                    + f" ({metric} {best[f'{metric}_mean']:.4f})")
+                    + f" ({metric} {format_cell(metric, best[f'{metric}_mean'], (metric,))})")
         else:
             ax.text(0.5, 0.5, "no completed runs yet", ha="center", va="center", transform=ax.transAxes)
         if log:
@@ -214,8 +223,7 @@ def plot_loss_curves(results_dir: str | Path, sweep: Sweep, out: str | Path, met
     default the sweep's primary metric) drawn thick in red."""
     metric = metric or sweep.primary_metric
     rows = collect(results_dir, sweep) if rows is None else rows
-    ranked = sort_rows(rows, metric)
-    best = ranked[0]["run_name"] if ranked and ranked[0]["status"] == "completed" else None
+    best = best_run(sort_rows(rows, metric))
     plt, rc = _pyplot()
     with plt.rc_context(rc):
         fig, ax = plt.subplots(figsize=FIGSIZE)
@@ -253,8 +261,8 @@ def comparison_html(rows: list[dict], sweep: Sweep, metric: str | None = None) -
     """The comparison table as a small self-contained HTML page (for Snakemake's report), best run marked."""
     metric = metric or sweep.primary_metric
     rows = sort_rows(rows, metric)
-    header = ["best", "run_name", "status", *sweep.keys, *SHOWN, "reason"]
-    best = rows[0]["run_name"] if rows and rows[0]["status"] == "completed" else None
+    header, names = ["best", *display_columns(sweep)], metric_names(sweep)
+    best = best_run(rows)
     out = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
            f"<title>sweep {html.escape(sweep.name)}: comparison</title>",
            STYLE,
@@ -263,7 +271,7 @@ def comparison_html(rows: list[dict], sweep: Sweep, metric: str | None = None) -
            + "</tr></thead><tbody>"]
     for r in rows:
         is_best = r["run_name"] == best
-        cells = ["*" if is_best else "", *(_short(c, r.get(c)) for c in header[1:])]
+        cells = ["*" if is_best else "", *(format_cell(c, r.get(c), names) for c in header[1:])]
         out.append(f'<tr class="{"best" if is_best else ""}" data-run="{html.escape(r["run_name"])}">'
                    + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table></body></html>\n")

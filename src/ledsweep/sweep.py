@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from .config import IDENTITY_KEYS, ConfigError, RunConfig, _check_semantics, from_dict, load_yaml, run_schema
-from .config import schema_leaf_paths, set_dotted
+from . import metrics_registry
+from .config import IDENTITY_KEYS, ConfigError, RunConfig, check_semantics, from_dict, load_yaml, run_schema
+from .config import check_run_name, check_value, resolve_value, schema_leaf_paths, set_dotted
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-PRIMARY_METRICS = ("loss", "rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore", "exact_match")
 # short names for common keys in run names; other keys use their last component
 ALIASES = {
     "training.learning_rate": "lr",
@@ -55,7 +55,6 @@ class Run:
 @dataclass
 class Sweep:
     name: str
-    base: str
     keys: list[str]  # swept dotted keys, sorted
     primary_metric: str = "rougeL"
     runs: dict[str, Run] = field(default_factory=dict)
@@ -65,12 +64,13 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value).lower()
     if isinstance(value, float):
-        text = f"{value:.4g}"
+        text = f"{value:.4g}".replace("e+", "e")  # 1e+20 -> 1e20: '+' is not allowed in run names
     elif isinstance(value, str) and "/" in value:  # a path or hub id: its last part (data/train_b.jsonl -> train_b)
         text = re.sub(r"\.(jsonl|json|csv|parquet|ya?ml)$", "", PurePosixPath(value).name)
     else:
         text = str(value)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-.") or "x"
+    text = re.sub(r"[^A-Za-z0-9.-]+", "-", text)  # only run-name characters ([A-Za-z0-9._-], '_' separates)
+    return re.sub(r"\.{2,}", ".", text).strip("-.") or "x"  # never '..'
 
 
 def _name_order(key: str) -> tuple[bool, str]:
@@ -105,6 +105,8 @@ def _check_values(sweep: str, section: str, key: str, values: Any, leaves: dict,
         errors = list(validators[key].iter_errors(v))
         if errors:
             raise SweepError(f"sweep '{sweep}': {section}.{key}: value {v!r}: {errors[0].message}")
+        if problem := check_value(key, v):  # the run config's own rules (config.check_value)
+            raise SweepError(f"sweep '{sweep}': {section}.{problem}")
 
 
 def _copy_tree(data: dict) -> dict:
@@ -137,8 +139,8 @@ def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache
     if len({len(v) for v in zipped.values()}) > 1:
         raise SweepError(f"sweep '{name}': zip: every list must have the same length")
     metric = spec.get("primary_metric", "rougeL")
-    if metric not in PRIMARY_METRICS:
-        raise SweepError(f"sweep '{name}': primary_metric: expected one of {PRIMARY_METRICS}, got {metric!r}")
+    if metric not in metrics_registry.names():
+        raise SweepError(f"sweep '{name}': primary_metric: expected one of {metrics_registry.names()}, got {metric!r}")
 
     cache = base_cache if base_cache is not None else {}
     if spec["base"] not in cache:
@@ -156,12 +158,15 @@ def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache
     keys = sorted([*grid, *zipped])
     grid_keys = sorted(grid)
     zip_points = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
-    sweep = Sweep(name, spec["base"], keys, metric)
+    sweep = Sweep(name, keys, metric)
     template = None
     for combo in itertools.product(*(grid[k] for k in grid_keys)):
         for zp in zip_points:
             overrides = dict(sorted({**dict(zip(grid_keys, combo)), **zp}.items()))
             rname = run_name(name, overrides)
+            if problem := check_run_name(rname):  # every point: later values make other names
+                raise SweepError(f"sweep '{name}': {', '.join(overrides)}: the run name {problem}; "
+                                 f"shorten the sweep name or these values")
             if rname in sweep.runs:
                 raise SweepError(
                     f"sweep '{name}': two grid points map to the run name '{rname}' "
@@ -180,10 +185,10 @@ def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache
             else:  # the template with this run's overrides (cheap: 10,000 runs expand in well under a second)
                 resolved = _copy_tree(template)
                 for k, v in overrides.items():
-                    set_dotted(resolved, k, copy.deepcopy(v))
+                    set_dotted(resolved, k, resolve_value(k, copy.deepcopy(v)))
                 resolved["run_name"] = rname
                 try:
-                    _check_semantics(_as_config(resolved), f"sweep '{name}', run {rname}")
+                    check_semantics(_as_config(resolved), f"sweep '{name}', run {rname}")
                 except ConfigError as e:
                     raise SweepError(str(e)) from None
             sweep.runs[rname] = Run(name, rname, overrides, resolved)
@@ -203,7 +208,12 @@ def load_sweeps(config: dict, only: list[str] | None = None, results_dir: str = 
     sweeps_spec = config.get("sweeps") or {}
     if not isinstance(sweeps_spec, dict) or not sweeps_spec:
         raise SweepError("sweeps: expected at least one named sweep")
-    names = only or list(sweeps_spec)
+    if only is not None and (not isinstance(only, list) or not only):
+        raise SweepError(
+            f"run_sweeps: expected a non-empty list of sweep names (leave it out or null to build every sweep), "
+            f"got {only!r}"
+        )
+    names = only if only is not None else list(sweeps_spec)
     missing = [n for n in names if n not in sweeps_spec]
     if missing:
         raise SweepError(f"sweeps: no sweep named {missing}; defined: {list(sweeps_spec)}")
@@ -238,12 +248,12 @@ def validate_workflow_config(config: dict, schema_path) -> None:
     import jsonschema
     from snakemake.exceptions import WorkflowError
 
-    from .config import _error_message
+    from .config import schema_error_message
 
     schema = load_yaml(schema_path)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))
     if errors:
-        raise WorkflowError("invalid workflow config: " + "\n  ".join(_error_message(e) for e in errors))
+        raise WorkflowError("invalid workflow config: " + "\n  ".join(schema_error_message(e) for e in errors))
 
 
 def write_run_config(config: dict, path: str, log: str) -> None:

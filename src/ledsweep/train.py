@@ -18,7 +18,6 @@ import signal
 import time
 from pathlib import Path
 
-from . import data as data_mod
 from . import faults
 from . import model as model_mod
 from . import provenance
@@ -38,9 +37,10 @@ class NonFiniteLoss(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- run folder
-def prepare_run_folder(cfg: RunConfig, overwrite: bool = False) -> RunFolder:
-    """Create or reuse `<output_dir>/<run_name>`; never clobber a finished run or another config."""
-    run = RunFolder(cfg.run_dir)
+def prepare_run_folder(cfg: RunConfig, overwrite: bool = False, run_dir: Path | None = None) -> RunFolder:
+    """Create or reuse the run folder (`run_dir`, by default `<output_dir>/<run_name>`); never clobber a
+    finished run or another config."""
+    run = RunFolder(run_dir or cfg.run_dir)
     if run.is_complete():
         if not overwrite:
             raise RunFolderError(
@@ -289,11 +289,16 @@ def _collator(tokenizer, model):
     return collate
 
 
-def _attempts(cfg: RunConfig, run: RunFolder, resumed_from: Path | None) -> list[dict]:
+class DataChanged(ConfigError):
+    """A resumed run whose prepared data (data files or tokenizer) differs from its first attempt's."""
+
+
+def _attempts(cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifest: dict) -> list[dict]:
     attempts = run.read_json(run.attempts, default=[])
     attempts.append({
         "start_time": now_iso(),
         "config_sha256": config_sha256(cfg),
+        "data_fingerprint": manifest["fingerprint"],
         "slurm_job_id": provenance.slurm_job_id(),
         "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
     })
@@ -301,8 +306,35 @@ def _attempts(cfg: RunConfig, run: RunFolder, resumed_from: Path | None) -> list
     return attempts
 
 
-def _meta(cfg: RunConfig, run: RunFolder, attempts: list[dict], env: dict, git: dict, **extra) -> dict:
-    files = data_mod.data_files(cfg.data)
+def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -> None:
+    """Resume never mixes data: the first attempt's data fingerprint must be today's.
+
+    On a change: refuse (DataChanged, naming what changed), or, when `restart_on_change` (the workflow
+    re-running train because its data changed; --overwrite), discard the resume state and start over."""
+    attempts = run.read_json(run.attempts, default=[])
+    first = next((a.get("data_fingerprint") for a in attempts if a.get("data_fingerprint")), None)
+    if first is None or first == manifest["fingerprint"] or not run.resume.is_dir():
+        return
+    meta = run.read_json(run.meta, default={})
+    recorded = meta.get("data_sha256") or {}
+    now = {f["path"]: f["sha256"] for f in manifest["data_files"].values()}
+    changed = [p for p in sorted(set(recorded) | set(now)) if recorded.get(p) != now.get(p)]
+    prepared = meta.get("prepared_data") or {}
+    if prepared.get("tokenizer_sha256") and prepared["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
+        changed.append("the tokenizer")
+    what = " and ".join(changed) or "the prepared data"
+    if not restart_on_change:
+        raise DataChanged(
+            f"{run.path}: {what} changed since this run started (its resume checkpoints were trained on the old "
+            f"data); pass --overwrite to start it again from step 0, or restore the data"
+        )
+    log.warning("%s changed since %s started: discarding its resume state and starting from step 0", what, run.name)
+    shutil.rmtree(run.resume, ignore_errors=True)
+    run.meta.unlink(missing_ok=True)
+
+
+def _meta(cfg: RunConfig, attempts: list[dict], env: dict, git: dict, manifest: dict, **extra) -> dict:
+    files = manifest["data_files"]
     return {
         "run_name": cfg.run_name,
         "start_time": attempts[0]["start_time"],
@@ -314,8 +346,10 @@ def _meta(cfg: RunConfig, run: RunFolder, attempts: list[dict], env: dict, git: 
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "config_sha256": config_sha256(cfg),
-        "data_files": files,
-        "data_sha256": provenance.data_hashes(files),
+        "data_files": {split: f["path"] for split, f in files.items()},
+        "data_sha256": {f["path"]: f["sha256"] for f in files.values()},  # hashed once, when prepared
+        "prepared_data": {"key": manifest["key"], "fingerprint": manifest["fingerprint"],
+                          "tokenizer_sha256": manifest["tokenizer_sha256"], "rows": manifest["rows"]},
         **extra,
     }
 
@@ -324,55 +358,91 @@ def _trainer_class():
     from transformers import Seq2SeqTrainer
 
     class LedTrainer(Seq2SeqTrainer):
-        """Seq2SeqTrainer that records each micro-batch's loss (for per-step loss history)."""
+        """Seq2SeqTrainer that records each micro-batch's loss (for per-step loss history) and, with
+        group_by_length, uses a length-grouped sampler seeded from the run's seed and the epoch."""
 
         micro_losses: list[float]
+        train_lengths: list[int] | None = None
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             self.micro_losses.append(loss.detach().float().item())
             return loss
 
+        def _get_train_sampler(self, train_dataset=None):
+            if self.train_lengths is None:
+                return super()._get_train_sampler(train_dataset)
+            return SeededLengthGroupedSampler(
+                self.train_lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                seed=self.args.data_seed,
+            )
+
     return LedTrainer
 
 
-def train(cfg: RunConfig, run: RunFolder, threads: int | None = None, stop_after: int | None = None) -> dict:
-    """Train (or resume) the run; save the final model to `checkpoint/`; write meta.json.
+class SeededLengthGroupedSampler:
+    """transformers' length grouping (mega-batches of 50 batches, sorted by length, longest first), drawn
+    from a generator seeded with `seed + epoch`, never the global RNG: the Trainer calls `set_epoch`
+    (through accelerate's data loader) before each epoch, so a resumed run draws exactly the same order."""
 
-    `stop_after`: checkpoint and stop after that optimizer step (TrainingInterrupted), for audit replays."""
-    import torch
-    from transformers import Seq2SeqTrainingArguments, enable_full_determinism, set_seed
-    from transformers.trainer_callback import PrinterCallback
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
 
-    threads = set_threads(cfg, threads)
-    precision = resolve_precision(cfg.training.precision)
-    t = cfg.training
-    splits = data_mod.load_splits(cfg.data, need=("train", "validation"))
-    set_seed(cfg.seed)  # before the tokenizer and model are built: same seed -> same weights
-    if t.full_determinism:
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+def load_prepared(prepared: Path, split: str, columns: tuple[str, ...] = ("input_ids", "labels")):
+    """A prepared split, memory-mapped from disk (None if the data has no such split)."""
+    import datasets
+
+    path = Path(prepared) / split
+    if not path.is_dir():
+        return None
+    return datasets.load_from_disk(str(path)).select_columns(list(columns))
+
+
+def load_tokenizer(prepared: Path):
+    from transformers import AutoTokenizer
+
+    from .prepare import TOKENIZER_DIR
+
+    return AutoTokenizer.from_pretrained(str(Path(prepared) / TOKENIZER_DIR))
+
+
+def _build_model(cfg: RunConfig, tok):
+    """A new LED sized by the config, or the pretrained weights; seeded first: same seed -> same weights."""
+    from transformers import enable_full_determinism, set_seed
+
+    set_seed(cfg.seed)
+    if cfg.training.full_determinism:
         enable_full_determinism(cfg.seed, warn_only=True)
     if cfg.model.name == SCRATCH:
-        tok = data_mod.train_bpe_tokenizer(
-            splits["train"].documents + splits["train"].summaries, cfg.model.vocab_size, cfg.data.max_source_length
-        )
         model = model_mod.build_scratch(cfg, tok)
     else:
-        model, tok = model_mod.load_pretrained(cfg.model.name, cfg.model.trust_remote_code)
+        model, _ = model_mod.load_pretrained(cfg.model.name, cfg.model.trust_remote_code, tokenizer=False)
     model_mod.configure_generation(model, cfg)
-    if t.gradient_checkpointing:
+    if cfg.training.gradient_checkpointing:
         model.config.use_cache = False
+    return model
 
-    train_ds = data_mod.tokenize(splits["train"], tok, cfg.data)
-    eval_ds = data_mod.tokenize(splits["validation"], tok, cfg.data) if "validation" in splits else None
-    resume_from = latest_checkpoint(run.resume)
-    attempts = _attempts(cfg, run, resume_from)
-    env, git = provenance.environment(), provenance.git_state()
-    if git["diff"]:
-        atomic_write_text(run.path / "git.diff", git["diff"])
-    write_json(run.meta, _meta(cfg, run, attempts, env, git, precision=precision))
-    atomic_write_text(run.path / "requirements.txt", "\n".join(provenance.installed_packages()) + "\n")
 
-    args = Seq2SeqTrainingArguments(
+def _training_args(cfg: RunConfig, run: RunFolder, precision: str, has_eval: bool):
+    import torch
+    from transformers import Seq2SeqTrainingArguments
+
+    t = cfg.training
+    return Seq2SeqTrainingArguments(
         output_dir=str(run.resume),
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -392,12 +462,11 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None, stop_after
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
         activation_checkpointing=t.gradient_checkpointing or None,  # transformers 5 name
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_nan_inf_filter=False,
         include_num_input_tokens_seen="non_padding",
-        eval_strategy="steps" if t.eval_steps and eval_ds else "no",
+        eval_strategy="steps" if t.eval_steps and has_eval else "no",
         eval_steps=t.eval_steps,
         prediction_loss_only=True,
         save_strategy="steps",
@@ -408,18 +477,49 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None, stop_after
         dataloader_num_workers=0,
         log_level="warning",
     )
+
+
+def train(cfg: RunConfig, run: RunFolder, prepared: Path, threads: int | None = None, stop_after: int | None = None,
+          restart_on_data_change: bool = False) -> dict:
+    """Train (or resume) the run on its prepared data; save the final model to `checkpoint/`; write meta.json.
+
+    `stop_after`: checkpoint and stop after that optimizer step (TrainingInterrupted), for audit replays.
+    `restart_on_data_change`: see `check_resume_data`."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from .data import read_manifest
+
+    threads = set_threads(cfg, threads)
+    precision = resolve_precision(cfg.training.precision)
+    manifest = read_manifest(prepared)
+    check_resume_data(run, manifest, restart_on_data_change)
+    tok = load_tokenizer(prepared)
+    model = _build_model(cfg, tok)
+    train_ds = load_prepared(prepared, "train")
+    eval_ds = load_prepared(prepared, "validation")
+
+    resume_from = latest_checkpoint(run.resume)
+    attempts = _attempts(cfg, run, resume_from, manifest)
+    env, git = provenance.environment(), provenance.git_state()
+    if git["diff"]:
+        atomic_write_text(run.path / "git.diff", git["diff"])
+    write_json(run.meta, _meta(cfg, attempts, env, git, manifest, precision=precision))
+    atomic_write_text(run.path / "requirements.txt", "\n".join(provenance.installed_packages()) + "\n")
+
     trainer = _trainer_class()(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=_collator(tok, model), processing_class=tok,
+        model=model, args=_training_args(cfg, run, precision, eval_ds is not None), train_dataset=train_ds,
+        eval_dataset=eval_ds, data_collator=_collator(tok, model), processing_class=tok,
     )
+    if cfg.training.group_by_length:  # one small column, read once (not the token ids)
+        trainer.train_lengths = load_prepared(prepared, "train", ("length",))["length"]
     step_losses, step_log, on_signal, marker = _callbacks(run, trainer, stop_after)
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
     for cb in (step_losses, step_log, on_signal, marker):
         trainer.add_callback(cb)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
-        "run %s: %s, %.2fM parameters, %d train examples, precision %s, %d threads%s",
-        cfg.run_name, cfg.model.name, n_params / 1e6, len(train_ds), precision, threads,
+        "run %s: %s, %.2fM parameters, %d train examples (prepared data %s), precision %s, %d threads%s",
+        cfg.run_name, cfg.model.name, n_params / 1e6, len(train_ds), manifest["key"], precision, threads,
         f", resuming from {resume_from.name}" if resume_from else "",
     )
     t0 = time.perf_counter()
@@ -439,7 +539,11 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None, stop_after
         raise TrainingInterrupted(
             f"{on_signal.received} at step {trainer.state.global_step}: resume checkpoint saved in {run.resume}"
         )
+    return _finish(cfg, run, trainer, tok, step_losses, env, git, manifest, precision, n_params, result, train_seconds)
 
+
+def _finish(cfg, run, trainer, tok, step_losses, env, git, manifest, precision, n_params, result, train_seconds):
+    """After the last step: histories, the final checkpoint, and meta.json with its hashes."""
     history = trainer.state.log_history
     atomic_write_text(run.log_history, "".join(json.dumps(h) + "\n" for h in history))
     step_losses.flush()
@@ -451,7 +555,7 @@ def train(cfg: RunConfig, run: RunFolder, threads: int | None = None, stop_after
     attempts[-1]["train_seconds"] = round(train_seconds, 3)
     write_json(run.attempts, attempts)
     meta = _meta(
-        cfg, run, attempts, env, git, precision=precision, num_parameters=n_params,
+        cfg, attempts, env, git, manifest, precision=precision, num_parameters=n_params,
         global_step=trainer.state.global_step, final_train_loss=train_losses[-1] if train_losses else None,
         train_runtime_seconds=round(sum(a.get("train_seconds", 0) for a in attempts), 3),
         train_samples_per_second=result.metrics.get("train_samples_per_second"),

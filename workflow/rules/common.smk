@@ -1,10 +1,13 @@
 # Helpers for the rules: sweep expansion and input functions. Cheap at parse time (no torch):
 # every Slurm job re-parses the workflow.
 import functools
+import re
+import sys
 from pathlib import Path
 
-from ledsweep.aggregate import METRICS
+from ledsweep.aggregate import metric_names
 from ledsweep.config import RUN_NAME_PATTERN
+from ledsweep.data import DATA_KEY_PATTERN, data_keys
 from ledsweep.sweep import SWEEP_NAME, SweepError, load_sweeps, write_run_config
 from snakemake.exceptions import WorkflowError
 
@@ -15,29 +18,94 @@ except SweepError as e:
 
 RUNS = {name: run for sweep in SWEEPS.values() for name, run in sweep.runs.items()}
 
+# prepared data: one job per distinct data setting, shared by every run (and sweep) that needs it
+RUN_DATA_KEY, DATA_SPECS = data_keys(RUNS)
+DATA_KEY_WILDCARD = DATA_KEY_PATTERN
+
 # wildcard patterns (constraints are set in the Snakefile): any valid run/sweep name; input
 # functions refuse names that no selected sweep defines (one pattern scales to 10,000 runs)
 RUN_WILDCARD = RUN_NAME_PATTERN.strip("^$")
 SWEEP_WILDCARD = SWEEP_NAME.pattern.strip("^$")
-METRIC_WILDCARD = "|".join(METRICS)
+# the metrics of the selected sweeps (ledsweep.metrics_registry, plus any extra ones)
+METRICS = dict.fromkeys(m for sweep in SWEEPS.values() for m in metric_names(sweep))
+METRIC_WILDCARD = "|".join(map(re.escape, METRICS))
 
 
-def get_all_comparisons():
-    """Every selected sweep's comparison table (the default target)."""
-    return expand("results/sweeps/{sweep}/comparison.csv", sweep=SWEEPS)
+def report_only(argv):
+    """`snakemake --report FILE` (not --report-after-run): a report of what exists, nothing is run.
+    Snakemake does not tell the Snakefile that it is making a report (it parses the workflow before it
+    knows), so the command line says it.
+    """
+    asked = any(a == "--report" or a.startswith("--report=") for a in argv)
+    return asked and "--report-after-run" not in argv
 
 
-def get_all_plots():
-    """Every run's loss plot and every selected sweep's plots (also in the default target)."""
+REPORT_ONLY = report_only(sys.argv)
+
+
+def sweep_targets(name):
+    """The default target's files for one sweep (every run's loss plot, the tables, the plots)."""
     from ledsweep.plots import sweep_plot_names
 
-    per_run = expand("results/{run}/plots/loss.png", run=RUNS)
-    per_sweep = [
-        f"results/sweeps/{name}/{plot}"
-        for name, sweep in SWEEPS.items()
-        for plot in [*sweep_plot_names(sweep), "comparison.html"]
+    sweep, folder = SWEEPS[name], f"results/sweeps/{name}"
+    plots = [*sweep_plot_names(sweep), "comparison.html"]
+    return [
+        *expand("results/{run}/plots/loss.png", run=sweep.runs),
+        f"{folder}/comparison.csv",
+        *(f"{folder}/{plot}" for plot in plots),
     ]
-    return per_run + per_sweep
+
+
+def report_targets(name):
+    """The sweep's targets that a report can show now: those that exist, and every file that the
+    report marks upstream of them too (each run's config.yaml; summary.json under the tables). A
+    sweep never run is left out, one made in part (`snakemake results/sweeps/<sweep>/comparison.csv`
+    makes no plots) is shown in part, instead of failing the report with "marked for report but
+    does not exist".
+    """
+    have = lambda path: Path(path).is_file()  # noqa: E731
+    runs, folder = SWEEPS[name].runs, f"results/sweeps/{name}"
+    configs = {r for r in runs if have(f"results/{r}/config.yaml")}
+    per_run = {f"results/{r}/plots/loss.png": r in configs for r in runs}
+    tables = [f"{folder}/comparison.csv", f"{folder}/comparison_by_config.csv"]
+    tables_ok = all(map(have, tables)) and len(configs) == len(runs)
+    tables_ok = tables_ok and all(have(f"results/{r}/summary.json") for r in runs)
+    curves = [f"{folder}/loss_curves.png", f"{folder}/comparison.html"]
+    curves_ok = tables_ok and all(map(have, curves))
+    return [
+        path
+        for path in sweep_targets(name)
+        if have(path) and per_run.get(path, curves_ok if path in curves else tables_ok)
+    ]
+
+
+def get_all_targets():
+    """The default target (all): every selected sweep's files; with --report, those that
+    exist, saying what is left out.
+    """
+    if not REPORT_ONLY:
+        return [path for name in SWEEPS for path in sweep_targets(name)]
+    out = []
+    for name in SWEEPS:
+        wanted, shown = sweep_targets(name), report_targets(name)
+        out += shown
+        shown_set = set(shown)
+        if not shown:
+            print(
+                f"report: sweep {name} left out: it has no results yet (make them with: snakemake "
+                f"--profile <profile> results/sweeps/{name}/comparison.csv)",
+                file=sys.stderr,
+            )
+        elif len(shown) < len(wanted):
+            missing = [p for p in wanted if p not in shown_set]
+            print(
+                f"report: sweep {name}: {len(shown)} of {len(wanted)} results in the report, "
+                f"{len(missing)} not made yet (e.g. {missing[0]}; `snakemake --profile <profile>` makes them)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"report: sweep {name}: all {len(wanted)} results", file=sys.stderr)
+    return out
 
 
 def get_sweep_metas(wildcards):
@@ -58,6 +126,38 @@ def get_run(wildcards):
 def get_run_config(wildcards):
     """The run's fully resolved config, passed as a param: a real change re-runs the run."""
     return get_run(wildcards).config
+
+
+def get_prepared_data(wildcards):
+    """The run's prepared (tokenized) data, made by rule prepare_data."""
+    return f"results/prepared/{RUN_DATA_KEY[get_run(wildcards).name]}"
+
+
+def get_data_spec(wildcards):
+    """What prepare_data builds for this key (data files, columns, lengths, limits, tokenizer)."""
+    try:
+        return DATA_SPECS[wildcards.data_key]
+    except KeyError:
+        raise WorkflowError(
+            f"results/prepared/{wildcards.data_key}: no run of the selected sweeps uses this data key"
+        ) from None
+
+
+def get_data_files(wildcards):
+    """The local data files of a data key: real inputs, so a changed file re-prepares and retrains."""
+    return list(get_data_spec(wildcards)["files"].values())
+
+
+def get_data_prefetch_markers(wildcards):
+    """Hub downloads (datasets, tokenizers) of every sweep that uses this data key."""
+    sweeps = {
+        r.sweep for name, r in RUNS.items() if RUN_DATA_KEY[name] == wildcards.data_key
+    }
+    return [
+        ancient(f"results/sweeps/{s}/prefetch.json")
+        for s in sorted(sweeps)
+        if any(sweep_hub_names(s).values())
+    ]
 
 
 def get_prefetch_marker(wildcards):

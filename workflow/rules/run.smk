@@ -20,12 +20,35 @@ rule run_config:
         write_run_config(params.config, output[0], log[0])
 
 
+# ---------------------------------------------------------------- prepare_data
+# Data files -> tokenized splits + tokenizer + manifest, once for each distinct data setting
+# (files, columns, lengths, sample limits, tokenizer), shared by every run that needs it.
+rule prepare_data:
+    input:
+        files=get_data_files,
+        prefetch=get_data_prefetch_markers,
+    output:
+        directory("results/prepared/{data_key}"),
+    log:
+        "results/prepared/logs/{data_key}.log",
+    benchmark:
+        "benchmarks/prepare_data/{data_key}.tsv"
+    conda:
+        "../../environment.yaml"
+    threads: 8
+    params:
+        spec=get_data_spec,
+    script:
+        "../scripts/prepare_data.py"
+
+
 # ---------------------------------------------------------------- train
 # config -> checkpoint/ + meta.json. Resume state lives in results/{run}/resume/, which is
 # not an output: a failed, timed-out or requeued job resumes when Snakemake retries it.
 rule train:
     input:
         config=rules.run_config.output[0],
+        prepared=get_prepared_data,
         prefetch=get_prefetch_marker,
     output:
         checkpoint=directory("results/{run}/checkpoint"),
@@ -46,6 +69,7 @@ rule train:
 rule evaluate:
     input:
         config=rules.run_config.output[0],
+        prepared=get_prepared_data,
         checkpoint=rules.train.output.checkpoint,
         meta=rules.train.output.meta,
     output:

@@ -1,0 +1,407 @@
+"""Prepare data once: read the splits with `datasets`, train or load the tokenizer, tokenize, save.
+
+    prepare_data(spec, out_dir, num_proc)        # build <out_dir>/ (the workflow's prepare_data rule)
+    ensure_prepared(cfg, root, num_proc)         # reuse <root>/<key>/ or build it (train_baseline.py)
+
+Memory is bounded by the batch, not the corpus: `load_dataset` converts each file to Arrow in chunks,
+`Dataset.map(batched=True)` tokenizes 256 documents at a time in `num_proc` processes, and the
+result is written with `save_to_disk` and read back memory-mapped. The fast tokenizer tokenizes a whole
+document before truncating, so the untruncated length comes for free: it is kept (`source_length`) for
+the manifest's percentiles and truncation share.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .config import ConfigError, RunConfig
+from .data import FORMATS, MANIFEST, SPLITS, canonical_json, data_key, data_spec, read_manifest, source_state
+from .runfolder import now_iso, sha256_file, write_json
+
+log = logging.getLogger("ledsweep")
+
+TOKENIZER_DIR = "tokenizer"
+TOKENIZER_SAMPLE_SEED = 0  # fixed: every seed of a sweep shares one tokenizer
+MAP_BATCH = 256  # documents per tokenizer call: bounds the memory of a batch of 16k-token documents
+SMALL_SPLIT = 2000  # fewer rows than this: tokenize in one process (starting workers costs more)
+
+
+# ----------------------------------------------------------------------------- reading the splits
+def _load_split(spec: dict, split: str, cache_dir: Path):
+    """One split as an Arrow-backed datasets.Dataset (never a Python list), or None if absent."""
+    import datasets
+
+    files = spec["files"]
+    key = f"data.{split}_file"
+    try:
+        if split in files:
+            path = files[split]
+            fmt = FORMATS.get(Path(path).suffix.lower())
+            if fmt is None:
+                raise ConfigError(f"{key}: {path}: unsupported file type; expected one of {', '.join(FORMATS)}")
+            if not Path(path).is_file():
+                raise ConfigError(f"{key}: data file not found: {path}")
+            return datasets.load_dataset(fmt, data_files={split: path}, split=split, cache_dir=str(cache_dir))
+        if not spec["dataset_name"]:
+            return None
+        key = "data.dataset_name"
+        builder = datasets.load_dataset_builder(spec["dataset_name"], spec["dataset_config_name"])
+        if split not in (builder.info.splits or {}):
+            if split == "validation":
+                return None
+            raise ConfigError(f"{key}: {spec['dataset_name']} has no '{split}' split ({list(builder.info.splits or {})})")
+        return datasets.load_dataset(spec["dataset_name"], spec["dataset_config_name"], split=split)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - datasets and pyarrow raise many types
+        raise ConfigError(f"{key}: cannot read {files.get(split, spec['dataset_name'])}: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception on one line; for datasets' generic wrapper, the error it wraps (pyarrow's precise one)."""
+    while type(e).__name__ == "DatasetGenerationError" and (e.__cause__ or e.__context__):
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}"[:400]
+
+
+class _quiet_datasets:
+    """datasets' own log lines and progress bars off (its errors reach the user as one ConfigError line)."""
+
+    def __enter__(self):
+        import datasets
+
+        self.level = logging.getLogger("datasets").level
+        self.bars = datasets.utils.logging.is_progress_bar_enabled()
+        logging.getLogger("datasets").setLevel(logging.CRITICAL)
+        datasets.utils.logging.disable_progress_bar()
+
+    def __exit__(self, *exc):
+        import datasets
+
+        logging.getLogger("datasets").setLevel(self.level)
+        if self.bars:
+            datasets.utils.logging.enable_progress_bar()
+
+
+def _check_columns(ds, spec: dict, split: str) -> None:
+    key, source = _split_key(spec, split), _split_source(spec, split)
+    if len(ds) == 0:
+        raise ConfigError(f"{key}: {source} has no examples")
+    for col_key, col in (("data.text_column", spec["text_column"]), ("data.summary_column", spec["summary_column"])):
+        if col not in ds.column_names:
+            raise ConfigError(f"{col_key}: column '{col}' not found in {source} (columns: {', '.join(ds.column_names)})")
+        dtype = getattr(ds.features[col], "dtype", None)
+        if dtype not in ("string", "large_string", "null"):
+            raise ConfigError(f"{col_key}: column '{col}' of {source} must hold text, found {dtype or ds.features[col]}")
+
+
+# ----------------------------------------------------------------------------- tokenizer
+def _tokenizer_sample(ds, n: int):
+    """At most n rows of the training split: all of them in order, or a seeded sample in file order."""
+    if len(ds) <= n:
+        return ds
+    import numpy as np
+
+    rng = np.random.default_rng(TOKENIZER_SAMPLE_SEED)
+    return ds.select(np.sort(rng.choice(len(ds), size=n, replace=False)))
+
+
+def train_bpe_tokenizer(batches, vocab_size: int, max_length: int):
+    """A byte-level BPE tokenizer trained offline from an iterator of text batches (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(batches, trainer=trainer)
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+        mask_token="<mask>", model_max_length=max_length,
+    )
+
+
+def _build_tokenizer(spec: dict, train_ds):
+    tok_spec = spec["tokenizer"]
+    if "scratch" in tok_spec:
+        sample = _tokenizer_sample(train_ds, tok_spec["scratch"]["train_samples"])
+        text, summary = spec["text_column"], spec["summary_column"]
+
+        def batches():  # documents first, then summaries, MAP_BATCH rows at a time
+            for col in (text, summary):
+                for i in range(0, len(sample), MAP_BATCH):
+                    yield _texts(sample[i : i + MAP_BATCH][col], col, i)
+
+        try:
+            return train_bpe_tokenizer(batches(), tok_spec["scratch"]["vocab_size"], spec["max_source_length"])
+        except ValueError as e:
+            raise ConfigError(f"{_split_key(spec, 'train')}: {_split_source(spec, 'train')}: {e}") from None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tok_spec["pretrained"], trust_remote_code=tok_spec["trust_remote_code"])
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"model.name: cannot load the tokenizer of '{tok_spec['pretrained']}': {_one_line(e)}") from None
+
+
+def tokenizer_sha256(tokenizer_dir: str | Path) -> str:
+    """sha256 over the tokenizer's files (names and bytes), in name order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(Path(tokenizer_dir).iterdir()):
+        if path.is_file():
+            h.update(path.name.encode() + b"\0")
+            h.update(bytes.fromhex(sha256_file(path)))
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- tokenization
+def _encode(tok, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
+    """Truncated ids (with special tokens, exactly what `tok(texts, max_length=..., truncation=True)` gives)
+    and the untruncated length of each text, from one pass of the Rust tokenizer: the truncated-off
+    pieces stay Rust objects that are only counted, never turned into Python lists."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:  # a slow tokenizer: two passes
+        full = tok(texts, return_attention_mask=False)["input_ids"]
+        ids = tok(texts, max_length=max_length, truncation=True, return_attention_mask=False)["input_ids"]
+        return ids, [len(x) for x in full]
+    backend = _truncating(backend, max_length)
+    special = tok.num_special_tokens_to_add()
+    ids, lengths = [], []
+    for enc in backend.encode_batch(texts):
+        ids.append(enc.ids)
+        lengths.append(len(enc) + sum(len(o) - special for o in enc.overflowing))
+    return ids, lengths
+
+
+_TRUNCATING: dict = {}
+
+
+def _truncating(backend, max_length: int):
+    """A copy of the tokenizer's Rust backend that truncates at max_length (the original is left as is)."""
+    key = (id(backend), max_length)
+    if key not in _TRUNCATING:
+        import copy
+
+        clone = copy.deepcopy(backend)
+        clone.no_padding()
+        clone.enable_truncation(max_length)
+        _TRUNCATING[key] = clone
+    return _TRUNCATING[key]
+
+
+def _texts(values: list, column: str, offset: int = 0) -> list:
+    """The batch's values of a text column; ValueError naming the first row that is not text."""
+    bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+    if bad is not None:
+        raise ValueError(f"row {offset + bad + 1}: column '{column}' holds {values[bad]!r}, expected text")
+    return values
+
+
+def _split_key(spec: dict, split: str) -> str:
+    return f"data.{split}_file" if split in spec["files"] else "data.dataset_name"
+
+
+def _split_source(spec: dict, split: str) -> str:
+    return spec["files"].get(split) or f"{spec['dataset_name']}:{split}"
+
+
+def _tokenize_batch(batch: dict, indices: list[int], tok, spec: dict, keep_reference: bool) -> dict:
+    text_col, summ_col = spec["text_column"], spec["summary_column"]
+    for col in (text_col, summ_col):
+        _texts(batch[col], col, indices[0])
+    ids, src_len = _encode(tok, batch[text_col], spec["max_source_length"])
+    labels, tgt_len = _encode(tok, batch[summ_col], spec["max_target_length"])
+    out = {"input_ids": ids, "labels": labels, "length": [len(x) for x in ids],
+           "source_length": src_len, "target_length": tgt_len}
+    if keep_reference:
+        out["reference"] = batch[summ_col]
+    return out
+
+
+def _tokenize_split(ds, tok, spec: dict, split: str, num_proc: int, cache: Path):
+    from functools import partial
+
+    procs = num_proc if len(ds) >= SMALL_SPLIT else 1
+    return ds.map(
+        partial(_tokenize_batch, tok=tok, spec=spec, keep_reference=split == "test"),
+        batched=True, batch_size=MAP_BATCH, num_proc=procs if procs > 1 else None, with_indices=True,
+        remove_columns=ds.column_names, desc=f"tokenize {split}",
+        cache_file_name=str(cache / f"tokenized-{split}.arrow"),  # a temp file: save_to_disk keeps the copy
+    )
+
+
+def _length_stats(ds, max_length: int, column: str) -> dict:
+    import numpy as np
+
+    lengths = np.asarray(ds.with_format("numpy")[column])
+    if lengths.size == 0:
+        return {}
+    p = np.percentile(lengths, [50, 90, 99])
+    return {
+        "tokens": int(lengths.sum()),
+        "mean": round(float(lengths.mean()), 1),
+        "p50": int(p[0]), "p90": int(p[1]), "p99": int(p[2]), "max": int(lengths.max()),
+        "truncated_share": round(float((lengths > max_length).mean()), 6),
+    }
+
+
+# ----------------------------------------------------------------------------- the whole step
+def prepare_data(spec: dict, out_dir: str | Path, num_proc: int = 1) -> dict:
+    """Build the prepared data of `spec` into `out_dir` (replaced atomically); return its manifest."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        manifest = _build(spec, tmp, num_proc)
+        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+        if out_dir.exists():
+            os.replace(out_dir, old)  # readers that hold files open keep them (Linux)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _build(spec: dict, out: Path, num_proc: int) -> dict:
+    if all(s in spec["files"] for s in ("train", "test")) or not spec["dataset_name"]:
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local files only: no usage request to the hub
+    t0 = time.perf_counter()
+    cache = out / ".hf-cache"  # the Arrow conversion of the files and the map output; removed at the end
+    cache.mkdir()
+    hashes = {split: {"path": path, "sha256": sha256_file(path), **source_state(path)}
+              for split, path in spec["files"].items() if Path(path).is_file()}
+    splits = {}
+    for split in SPLITS:
+        with _quiet_datasets():
+            ds = _load_split(spec, split, cache)
+        if ds is None:
+            continue
+        _check_columns(ds, spec, split)
+        limit = spec[{"train": "max_train_samples", "validation": "max_eval_samples",
+                      "test": "max_predict_samples"}[split]]
+        splits[split] = ds.select(range(limit)) if limit and limit < len(ds) else ds
+    for split in ("train", "test"):
+        if split not in splits:
+            raise ConfigError(f"data.{split}_file: required (or data.dataset_name with a '{split}' split)")
+
+    tok = _build_tokenizer(spec, splits["train"])
+    tok.save_pretrained(str(out / TOKENIZER_DIR))
+    stats, rows = {}, {}
+    for split, ds in splits.items():
+        t1 = time.perf_counter()
+        try:
+            tokenized = _tokenize_split(ds, tok, spec, split, num_proc, cache)
+        except ValueError as e:
+            raise ConfigError(f"{_split_key(spec, split)}: {_split_source(spec, split)}: {e}") from None
+        with _quiet_datasets():
+            tokenized.save_to_disk(str(out / split))
+        dt = time.perf_counter() - t1
+        rows[split] = len(tokenized)
+        stats[split] = {"source": _length_stats(tokenized, spec["max_source_length"], "source_length"),
+                        "target": _length_stats(tokenized, spec["max_target_length"], "target_length")}
+        s = stats[split]["source"]
+        log.info("prepared %s: %d documents in %.1f s (%.0f docs/s), %d source tokens, p50 %d / p99 %d tokens, "
+                 "%.1f%% truncated at %d", split, len(tokenized), dt, len(tokenized) / max(dt, 1e-9),
+                 s["tokens"], s["p50"], s["p99"], 100 * s["truncated_share"], spec["max_source_length"])
+    shutil.rmtree(cache, ignore_errors=True)
+    tok_sha = tokenizer_sha256(out / TOKENIZER_DIR)
+    manifest = {
+        "key": data_key(spec),
+        "spec": spec,
+        "data_files": hashes,
+        "tokenizer_sha256": tok_sha,
+        "rows": rows,
+        "token_lengths": stats,
+        "num_proc": num_proc,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "created": now_iso(),
+    }
+    manifest["fingerprint"] = fingerprint(manifest)
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def fingerprint(manifest: dict) -> str:
+    """What a run trained on: the spec, each data file's sha256 and the tokenizer's sha256."""
+    import hashlib
+
+    content = {"spec": manifest["spec"], "tokenizer_sha256": manifest["tokenizer_sha256"],
+               "data": {s: f["sha256"] for s, f in manifest["data_files"].items()}}
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def stale_files(manifest: dict) -> list[str]:
+    """Data files whose content differs from what the manifest recorded (sha256 only when size/mtime moved)."""
+    changed = []
+    for split, rec in manifest["data_files"].items():
+        path = rec["path"]
+        try:
+            if source_state(path) == {"size": rec["size"], "mtime_ns": rec["mtime_ns"]}:
+                continue
+            if sha256_file(path) == rec["sha256"]:
+                continue
+        except OSError:
+            pass
+        changed.append(path)
+    return changed
+
+
+def ensure_prepared(cfg: RunConfig, root: str | Path, num_proc: int = 1) -> tuple[Path, dict]:
+    """The prepared data of `cfg` under `root`, built if missing or if a data file changed since.
+
+    Concurrent callers of the same key wait for each other (a lock file beside the folder)."""
+    spec = data_spec(cfg)
+    out = Path(root) / data_key(spec)
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.parent / f".{out.name}.lock"
+    try:
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (out / MANIFEST).is_file():
+                manifest = read_manifest(out)
+                changed = stale_files(manifest)
+                if not changed:
+                    log.info("prepared data %s: reused (%s)", out, _rows_text(manifest))
+                    return out, manifest
+                log.info("prepared data %s: %s changed since it was prepared: preparing again", out,
+                         ", ".join(changed))
+            log.info("preparing data into %s with %d process(es)", out, num_proc)
+            return out, prepare_data(spec, out, num_proc)
+    except BaseException:
+        if created:  # bad data leaves nothing behind where nothing was
+            lock_path.unlink(missing_ok=True)
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def _rows_text(manifest: dict) -> str:
+    return ", ".join(f"{split} {n}" for split, n in manifest["rows"].items())
+
+
+def default_num_proc(cfg: RunConfig, threads: int | None) -> int:
+    return cfg.data.preprocessing_num_workers or threads or max(1, len(os.sched_getaffinity(0)))
