@@ -22,6 +22,8 @@ test: setup
 	$(BIN)/pytest
 
 lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check workflow
 

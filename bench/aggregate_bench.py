@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Aggregation cost: N synthetic run folders -> comparison.csv + comparison_by_config.csv.
 
-    python bench/aggregate_bench.py --runs 10000 [--repeat 3] [--keep]
+    python bench/aggregate_bench.py --runs 10000 [--repeat 3] [--keep] [--template RUN_DIR]
 
 Synthetic sweep `demo`: training.learning_rate x seed (10 seeds), run names as ledsweep makes them
 (`demo_lr1e-05_seed0`), on config/led_baseline.yaml. Each run folder holds config.yaml, meta.json and
-summary.json copied from the template run results/led_baseline_run_001 (same keys, same sizes), with
-run_name, seed, learning_rate, config_sha256 and metrics varied; meta.json records the sha256 of the
-real data/demo files (symlinked into the work folder), so every run is `completed`, none `stale`.
+summary.json copied from the template run results/led_baseline_run_001 (or --template; its config.yaml
+must be what the current code resolves config/led_baseline.yaml to, else every run reads as `modified`)
+(same keys, same sizes), with run_name, seed, learning_rate, config_sha256 and metrics varied, so every
+run is `completed`; data/ is a symlink to the repository's (the sweep's data files must exist when it is
+expanded).
 
 Timed, each in a fresh Python process (wall time including interpreter start and imports), best of
 --repeat, in the same invocation:
@@ -62,8 +64,8 @@ t2 = time.perf_counter()
 rows = collect("results", sweep)
 paths = write_tables("results", sweep, Path("results/sweeps/demo"), rows=rows)
 for row in rows:
-    if row["status"] == "stale":
-        print(f"WARNING: run {{row['run_name']}} is stale: {{row['reason']}}", file=sys.stderr)
+    if row["status"] == "modified":
+        print(f"WARNING: run {{row['run_name']}} is modified: {{row['reason']}}", file=sys.stderr)
 t3 = time.perf_counter()
 print(json.dumps({{"imports": t1 - t0, "sweep": t2 - t1, "collect_write": t3 - t2, "in_process": t3 - t1}}))
 """
@@ -163,12 +165,23 @@ def generate(wd: Path, n: int, template: Path = TEMPLATE) -> None:
         assert not values, f"template config.yaml lacks {values}"
         (folder / "config.yaml").write_text("".join(lines))
         t = start + dt.timedelta(minutes=3 * i)
-        meta = {**meta0, "run_name": name, "start_time": t.isoformat(), "config_sha256": config_sha256(run.config),
-                "final_train_loss": round(rng.uniform(0.2, 0.6), 6), "train_runtime_seconds": round(rng.uniform(140, 160), 3)}
+        meta = {
+            **meta0,
+            "run_name": name,
+            "start_time": t.isoformat(),
+            "config_sha256": config_sha256(run.config),
+            "final_train_loss": round(rng.uniform(0.2, 0.6), 6),
+            "train_runtime_seconds": round(rng.uniform(140, 160), 3),
+        }
         (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         metrics = {k: rng.uniform(0.5 * v, min(1.0, 1.5 * v)) for k, v in summary0["metrics"].items()}
-        summary = {**summary0, "run_name": name, "metrics": metrics, "runtime_seconds": round(rng.uniform(140, 165), 3),
-                   "end_time": (t + dt.timedelta(seconds=155)).isoformat()}
+        summary = {
+            **summary0,
+            "run_name": name,
+            "metrics": metrics,
+            "runtime_seconds": round(rng.uniform(140, 165), 3),
+            "end_time": (t + dt.timedelta(seconds=155)).isoformat(),
+        }
         (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
@@ -188,8 +201,10 @@ def check(wd: Path, n: int) -> None:
     with open(wd / "bare" / "comparison.csv", newline="") as f:
         bare_rows = sum(1 for _ in f) - 1
     if statuses.count("completed") != n or bare_rows != n:
-        raise SystemExit(f"expected {n} completed runs, got {len(statuses)} rows "
-                         f"({ {s: statuses.count(s) for s in set(statuses)} }), bare {bare_rows}")
+        raise SystemExit(
+            f"expected {n} completed runs, got {len(statuses)} rows "
+            f"({ {s: statuses.count(s) for s in set(statuses)} }), bare {bare_rows}"
+        )
     if not (wd / "results" / "sweeps" / "demo" / "comparison_by_config.csv").is_file():
         raise SystemExit("comparison_by_config.csv not written")
 
@@ -199,8 +214,12 @@ def main() -> int:
     p.add_argument("--runs", type=int, nargs="+", default=[10000], help="run folders per sweep (multiple of 10)")
     p.add_argument("--repeat", type=int, default=3, help="best of this many timings (default: %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the work folders (their paths are printed)")
-    p.add_argument("--template", type=Path, default=TEMPLATE,
-                   help="finished run folder whose config.yaml/meta.json/summary.json are copied (default: %(default)s)")
+    p.add_argument(
+        "--template",
+        type=Path,
+        default=TEMPLATE,
+        help="finished run folder whose config.yaml/meta.json/summary.json are copied (default: %(default)s)",
+    )
     args = p.parse_args()
     py = sys.executable
     table = []
@@ -212,8 +231,16 @@ def main() -> int:
             print(f"{n} run folders in {wd} ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
             lrs, seeds = grid(n)
             led_cmd = [py, "-c", LEDSWEEP.format(src=str(REPO / "src"))]
-            cli_cmd = [py, str(REPO / "scripts" / "aggregate.py"), "--sweep", "demo", "--write", "results/sweeps/cli",
-                       "--format", "csv"]
+            cli_cmd = [
+                py,
+                str(REPO / "scripts" / "aggregate.py"),
+                "--sweep",
+                "demo",
+                "--write",
+                "results/sweeps/cli",
+                "--format",
+                "csv",
+            ]
             bare_cmd = [py, "-c", BARE.format(lrs=lrs, seeds=seeds, use_yaml=False)]
             yaml_cmd = [py, "-c", BARE.format(lrs=lrs, seeds=seeds, use_yaml=True)]
             best: dict[str, float] = {}
@@ -226,13 +253,18 @@ def main() -> int:
                         for k, v in json.loads(out.splitlines()[-1]).items():
                             inproc[k] = min(inproc.get(k, v), v)
             check(wd, n)
-            print(f"{n} runs: ledsweep {best['ledsweep']:.3f} s (in-process {inproc['in_process']:.3f} s: "
-                  f"sweep {inproc['sweep']:.3f}, collect+write {inproc['collect_write']:.3f}; imports "
-                  f"{inproc['imports']:.3f}), CLI {best['cli']:.3f} s, bare {best['bare']:.3f} s, "
-                  f"bare+yaml {best['bare_yaml']:.3f} s", file=sys.stderr)
-            table.append(f"| {dt.date.today()} | {n} | {best['ledsweep']:.2f} | {inproc['in_process']:.2f} | "
-                         f"{best['cli']:.2f} | {best['bare']:.2f} | {best['ledsweep'] / best['bare']:.2f} | "
-                         f"{best['bare_yaml']:.2f} |")
+            print(
+                f"{n} runs: ledsweep {best['ledsweep']:.3f} s (in-process {inproc['in_process']:.3f} s: "
+                f"sweep {inproc['sweep']:.3f}, collect+write {inproc['collect_write']:.3f}; imports "
+                f"{inproc['imports']:.3f}), CLI {best['cli']:.3f} s, bare {best['bare']:.3f} s, "
+                f"bare+yaml {best['bare_yaml']:.3f} s",
+                file=sys.stderr,
+            )
+            table.append(
+                f"| {dt.date.today()} | {n} | {best['ledsweep']:.2f} | {inproc['in_process']:.2f} | "
+                f"{best['cli']:.2f} | {best['bare']:.2f} | {best['ledsweep'] / best['bare']:.2f} | "
+                f"{best['bare_yaml']:.2f} |"
+            )
         finally:
             if args.keep:
                 print(f"kept {wd}", file=sys.stderr)

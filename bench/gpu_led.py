@@ -4,7 +4,8 @@
     python bench/gpu_led.py [--out bench/out/gpu_results.json] [--dry-run] [--tf32] [--peak-tflops BF16 FP32]
 
 1. Smoke: config/led_baseline.yaml (200 steps, `training.precision: auto`) through
-   scripts/train_baseline.py; checks summary.json, meta.json device_type cuda / precision bf16
+   scripts/train_baseline.py (which first prepares the data, into the temporary output
+   folder's prepared/); checks summary.json, meta.json device_type cuda / precision bf16
    and that the training loss fell.
 2. A from-scratch LED of led-base size (random init, no hub): fp32 vs bf16 x activation
    checkpointing off/on x input length 4k/8k/16k, batch 1, 256 target tokens. A few warm-up
@@ -60,10 +61,36 @@ PEAKS = [
     ("H100", {"bf16": 989, "tf32": 495, "fp32": 67}),  # SXM
     ("A100", {"bf16": 312, "tf32": 156, "fp32": 19.5}),
 ]
-FULL = {"d_model": 768, "layers": 6, "heads": 12, "ffn": 3072, "window": 1024, "max_enc": 16384, "max_dec": 1024,
-        "vocab": 50265, "lengths": [4096, 8192, 16384], "target": 256, "warmup": 2, "steps": 5, "smoke_steps": 200}
-DRY = {"d_model": 64, "layers": 1, "heads": 4, "ffn": 128, "window": 32, "max_enc": 256, "max_dec": 64,
-       "vocab": 1000, "lengths": [128, 256], "target": 32, "warmup": 1, "steps": 1, "smoke_steps": 5}
+FULL = {
+    "d_model": 768,
+    "layers": 6,
+    "heads": 12,
+    "ffn": 3072,
+    "window": 1024,
+    "max_enc": 16384,
+    "max_dec": 1024,
+    "vocab": 50265,
+    "lengths": [4096, 8192, 16384],
+    "target": 256,
+    "warmup": 2,
+    "steps": 5,
+    "smoke_steps": 200,
+}
+DRY = {
+    "d_model": 64,
+    "layers": 1,
+    "heads": 4,
+    "ffn": 128,
+    "window": 32,
+    "max_enc": 256,
+    "max_dec": 64,
+    "vocab": 1000,
+    "lengths": [128, 256],
+    "target": 32,
+    "warmup": 1,
+    "steps": 1,
+    "smoke_steps": 5,
+}
 GOAL_SPEEDUP, GOAL_CKPT_COST, GOAL_MEM_BYTES = 1.5, 0.25, 40e9
 T0 = time.time()
 
@@ -76,24 +103,34 @@ def smoke(args, dry: bool, tmp: Path) -> dict:
     n = (DRY if dry else FULL)["smoke_steps"]
     cfg["run_name"] = "gpu_smoke"
     cfg["training"].update(max_steps=n, eval_steps=n, save_steps=n, logging_steps=1 if dry else 50)
-    if dry:  # a few steps that must still lower the loss; fewer test examples
+    if dry:  # a few steps that must still lower the loss; fewer validation and test examples
         cfg["training"]["warmup_steps"] = 0
-        cfg["data"]["max_eval_samples"] = 16
+        cfg["data"]["max_eval_samples"] = 16  # validation (eval loss)
+        cfg["data"]["max_predict_samples"] = 16  # test (summary.json); max_eval_samples no longer limits it
     (tmp / "smoke.yaml").write_text(dump_yaml(cfg))
-    cmd = [sys.executable, "scripts/train_baseline.py", "--config", str(tmp / "smoke.yaml"),
-           "--output-dir", str(tmp), "--overwrite"] + (["--threads", "1"] if dry else [])
+    cmd = [
+        sys.executable,
+        "scripts/train_baseline.py",
+        "--config",
+        str(tmp / "smoke.yaml"),
+        "--output-dir",
+        str(tmp),
+        "--overwrite",
+    ] + (["--threads", "1"] if dry else [])
     t = time.time()
     try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.smoke_timeout_s,
-                              check=False)
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.smoke_timeout_s, check=False)
         rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-2000:]
     except subprocess.TimeoutExpired:
         rc, tail = "timeout", f"killed after {args.smoke_timeout_s} s"
     run = tmp / "gpu_smoke"
     read = lambda name: json.loads((run / name).read_text()) if (run / name).is_file() else {}
     summary, meta = read("summary.json"), read("meta.json")
-    hist = [json.loads(line) for line in (run / "log_history.jsonl").read_text().splitlines()] \
-        if (run / "log_history.jsonl").is_file() else []
+    hist = (
+        [json.loads(line) for line in (run / "log_history.jsonl").read_text().splitlines()]
+        if (run / "log_history.jsonl").is_file()
+        else []
+    )
     losses = [h["loss"] for h in hist if "loss" in h]
     want_dev, want_prec = ("cpu", "fp32") if dry else ("cuda", "bf16")
     checks = {
@@ -101,11 +138,15 @@ def smoke(args, dry: bool, tmp: Path) -> dict:
         "summary.json completed": summary.get("status") == "completed",
         f"meta.json device_type {want_dev}": meta.get("device_type") == want_dev,
         f"meta.json precision {want_prec}": meta.get("precision") == want_prec,
-        "train loss finite and falling": len(losses) >= 2 and all(map(math.isfinite, losses)) and losses[-1] < losses[0],
+        "train loss finite and falling": len(losses) >= 2
+        and all(map(math.isfinite, losses))
+        and losses[-1] < losses[0],
     }
     ok = all(checks.values())
-    print(f"\n## Smoke: demo config, {n} steps, precision auto -> {meta.get('precision')} on {meta.get('device')} "
-          f"({time.time() - t:.0f} s)")
+    print(
+        f"\n## Smoke: demo config, {n} steps, precision auto -> {meta.get('precision')} on {meta.get('device')} "
+        f"({time.time() - t:.0f} s)"
+    )
     for name, passed in checks.items():
         print(f"- [{'x' if passed else ' '}] {name}")
     print("- metrics:", json.dumps({k: round(v, 4) for k, v in summary.get("metrics", {}).items()}))
@@ -113,9 +154,17 @@ def smoke(args, dry: bool, tmp: Path) -> dict:
         print(f"- train loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     if not ok:
         print(tail)
-    return {"ok": ok, "checks": checks, "steps": n, "seconds": round(time.time() - t, 1), "device": meta.get("device"),
-            "precision": meta.get("precision"), "metrics": summary.get("metrics"), "train_losses": losses,
-            "log_tail": None if ok else tail}
+    return {
+        "ok": ok,
+        "checks": checks,
+        "steps": n,
+        "seconds": round(time.time() - t, 1),
+        "device": meta.get("device"),
+        "precision": meta.get("precision"),
+        "metrics": summary.get("metrics"),
+        "train_losses": losses,
+        "log_tail": None if ok else tail,
+    }
 
 
 def model_flops(counts: dict, s: dict, S: int) -> float:
@@ -137,8 +186,12 @@ def run_case(model, s, dev, prec, ckpt, L, peak, counts, args):
     model.activation_checkpointing_enable() if ckpt else model.activation_checkpointing_disable()
     ids = torch.randint(3, s["vocab"], (1, L), device=dev)
     ids[:, 0] = model.config.bos_token_id
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "global_attention_mask": global_attention_mask(ids),
-             "labels": torch.randint(3, s["vocab"], (1, s["target"]), device=dev)}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "global_attention_mask": global_attention_mask(ids),
+        "labels": torch.randint(3, s["vocab"], (1, s["target"]), device=dev),
+    }
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=dev == "cuda")
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     if dev == "cuda":
@@ -170,12 +223,20 @@ def run_case(model, s, dev, prec, ckpt, L, peak, counts, args):
     if oom:  # the next case empties the CUDA cache once this one's optimizer state is gone
         return {**case, "status": "OOM"}
     flops = model_flops(counts, s, L)
-    case.update(timed_steps=n, ms_per_step=round(dt * 1e3, 2), tokens_per_s=round((L + s["target"]) / dt, 1),
-                loss=round(loss.item(), 4), model_tflops_per_step=flops / 1e12, achieved_tflops=round(flops / dt / 1e12, 4),
-                mfu=round(flops / dt / 1e12 / peak, 4) if peak else None)
+    case.update(
+        timed_steps=n,
+        ms_per_step=round(dt * 1e3, 2),
+        tokens_per_s=round((L + s["target"]) / dt, 1),
+        loss=round(loss.item(), 4),
+        model_tflops_per_step=flops / 1e12,
+        achieved_tflops=round(flops / dt / 1e12, 4),
+        mfu=round(flops / dt / 1e12 / peak, 4) if peak else None,
+    )
     if dev == "cuda":
-        case.update(peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                    peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2))
+        case.update(
+            peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2),
+        )
     return case
 
 
@@ -186,15 +247,25 @@ def fmt(case: dict, key: str, f: str = "{}") -> str:
 def goals(cases: list[dict], lengths: list[int]) -> dict:
     ok = {(c["precision"], c["checkpointing"], c["length"]): c for c in cases if c["status"] == "ok"}
     tps = lambda p, ck, L: ok[(p, ck, L)]["tokens_per_s"] if (p, ck, L) in ok else None
-    speedup = [{"length": L, "checkpointing": ck, "bf16_over_fp32": round(tps("bf16", ck, L) / tps("fp32", ck, L), 2)}
-               for L in lengths for ck in (False, True) if tps("bf16", ck, L) and tps("fp32", ck, L)]
-    cost = [{"length": L, "precision": p, "cost": round(1 - tps(p, True, L) / tps(p, False, L), 3)}
-            for L in lengths for p in ("fp32", "bf16") if tps(p, True, L) and tps(p, False, L)]
+    speedup = [
+        {"length": L, "checkpointing": ck, "bf16_over_fp32": round(tps("bf16", ck, L) / tps("fp32", ck, L), 2)}
+        for L in lengths
+        for ck in (False, True)
+        if tps("bf16", ck, L) and tps("fp32", ck, L)
+    ]
+    cost = [
+        {"length": L, "precision": p, "cost": round(1 - tps(p, True, L) / tps(p, False, L), 3)}
+        for L in lengths
+        for p in ("fp32", "bf16")
+        if tps(p, True, L) and tps(p, False, L)
+    ]
     top = ok.get(("bf16", True, lengths[-1]), {}).get("peak_reserved_gib")
     verdict = lambda xs: all(xs) if xs else None
     return {
-        "bf16_speedup": speedup, "bf16_speedup_goal_met": verdict([x["bf16_over_fp32"] >= GOAL_SPEEDUP for x in speedup]),
-        "checkpointing_cost": cost, "checkpointing_goal_met": verdict([x["cost"] <= GOAL_CKPT_COST for x in cost]),
+        "bf16_speedup": speedup,
+        "bf16_speedup_goal_met": verdict([x["bf16_over_fp32"] >= GOAL_SPEEDUP for x in speedup]),
+        "checkpointing_cost": cost,
+        "checkpointing_goal_met": verdict([x["cost"] <= GOAL_CKPT_COST for x in cost]),
         "longest_bf16_ckpt_peak_reserved_gib": top,
         "memory_goal_met": None if top is None else top * 2**30 < GOAL_MEM_BYTES,
     }
@@ -204,7 +275,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench/out/gpu_results.json", help="JSON results file")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU: exercises every code path, no GPU needed")
-    p.add_argument("--tf32", action="store_true", help="let fp32 matmuls use TF32 tensor cores (default: off, as in PyTorch)")
+    p.add_argument(
+        "--tf32", action="store_true", help="let fp32 matmuls use TF32 tensor cores (default: off, as in PyTorch)"
+    )
     p.add_argument("--peak-tflops", nargs=2, type=float, metavar=("BF16", "FP32"), help="override the peak table")
     p.add_argument("--skip-smoke", action="store_true", help="skip step 1")
     p.add_argument("--budget-s", type=float, default=285, help="cases that would start after this are skipped")
@@ -217,8 +290,11 @@ def main() -> int:
     from transformers import LEDConfig, LEDForConditionalGeneration
 
     if not args.dry_run and not torch.cuda.is_available():
-        print(f"error: no CUDA GPU visible to torch (torch {torch.__version__}); run on a GPU machine with a CUDA "
-              "build of torch, or pass --dry-run", file=sys.stderr)
+        print(
+            f"error: no CUDA GPU visible to torch (torch {torch.__version__}); run on a GPU machine with a CUDA "
+            "build of torch, or pass --dry-run",
+            file=sys.stderr,
+        )
         return 2
     s, dev = (DRY, "cpu") if args.dry_run else (FULL, "cuda")
     if args.dry_run:
@@ -226,33 +302,63 @@ def main() -> int:
     torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
     gpu = torch.cuda.get_device_name(0) if dev == "cuda" else None
     table = next((pk for key, pk in PEAKS if gpu and key in gpu), None)
-    peaks = {"bf16": args.peak_tflops[0], "fp32": args.peak_tflops[1]} if args.peak_tflops else \
-        {"bf16": table["bf16"], "fp32": table["tf32" if args.tf32 else "fp32"]} if table else {"bf16": None, "fp32": None}
-    print(f"# LED GPU benchmark: {gpu or 'CPU (dry run)'}, torch {torch.__version__}, transformers "
-          f"{transformers.__version__}, fp32 matmul {torch.get_float32_matmul_precision()}, peak TFLOP/s {peaks}")
+    peaks = (
+        {"bf16": args.peak_tflops[0], "fp32": args.peak_tflops[1]}
+        if args.peak_tflops
+        else {"bf16": table["bf16"], "fp32": table["tf32" if args.tf32 else "fp32"]}
+        if table
+        else {"bf16": None, "fp32": None}
+    )
+    print(
+        f"# LED GPU benchmark: {gpu or 'CPU (dry run)'}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, fp32 matmul {torch.get_float32_matmul_precision()}, peak TFLOP/s {peaks}"
+    )
 
-    result = {"dry_run": args.dry_run, "device": dev, "gpu_name": gpu, "torch": torch.__version__,
-              "transformers": transformers.__version__, "fp32_matmul_precision": torch.get_float32_matmul_precision(),
-              "peak_tflops": peaks, "sizes": s}
+    result = {
+        "dry_run": args.dry_run,
+        "device": dev,
+        "gpu_name": gpu,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "fp32_matmul_precision": torch.get_float32_matmul_precision(),
+        "peak_tflops": peaks,
+        "sizes": s,
+    }
     with tempfile.TemporaryDirectory(prefix="gpu_led_") as tmp:
         result["smoke"] = None if args.skip_smoke else smoke(args, args.dry_run, Path(tmp))
 
     torch.manual_seed(0)
-    config = LEDConfig(vocab_size=s["vocab"], d_model=s["d_model"], encoder_layers=s["layers"], decoder_layers=s["layers"],
-                       encoder_attention_heads=s["heads"], decoder_attention_heads=s["heads"], encoder_ffn_dim=s["ffn"],
-                       decoder_ffn_dim=s["ffn"], attention_window=s["window"], max_encoder_position_embeddings=s["max_enc"],
-                       max_decoder_position_embeddings=s["max_dec"], use_cache=False)
+    config = LEDConfig(
+        vocab_size=s["vocab"],
+        d_model=s["d_model"],
+        encoder_layers=s["layers"],
+        decoder_layers=s["layers"],
+        encoder_attention_heads=s["heads"],
+        decoder_attention_heads=s["heads"],
+        encoder_ffn_dim=s["ffn"],
+        decoder_ffn_dim=s["ffn"],
+        attention_window=s["window"],
+        max_encoder_position_embeddings=s["max_enc"],
+        max_decoder_position_embeddings=s["max_dec"],
+        use_cache=False,
+    )
     with torch.device(dev):
         model = LEDForConditionalGeneration(config).train()
     named = lambda stack: list(stack.layers.named_parameters())
-    counts = {"total": sum(p.numel() for p in model.parameters()),
-              "enc": sum(p.numel() for n, p in named(model.led.encoder) if "query_global" not in n),
-              "dec": sum(p.numel() for _, p in named(model.led.decoder)),
-              "xkv": sum(p.numel() for n, p in named(model.led.decoder) if "encoder_attn.k_" in n or "encoder_attn.v_" in n)}
+    counts = {
+        "total": sum(p.numel() for p in model.parameters()),
+        "enc": sum(p.numel() for n, p in named(model.led.encoder) if "query_global" not in n),
+        "dec": sum(p.numel() for _, p in named(model.led.decoder)),
+        "xkv": sum(p.numel() for n, p in named(model.led.decoder) if "encoder_attn.k_" in n or "encoder_attn.v_" in n),
+    }
     result["params"] = counts
-    print(f"\n## Training steps: LED {counts['total'] / 1e6:.1f} M parameters (d_model {s['d_model']}, {s['layers']}+{s['layers']} "
-          f"layers, window {s['window']}), batch 1, {s['target']} target tokens, {s['warmup']} warm-up + {s['steps']} timed steps\n")
-    print("| precision | checkpointing | length | ms/step | tokens/s | peak alloc GiB | peak reserved GiB | TFLOP/s | MFU |")
+    print(
+        f"\n## Training steps: LED {counts['total'] / 1e6:.1f} M parameters (d_model {s['d_model']}, {s['layers']}+{s['layers']} "
+        f"layers, window {s['window']}), batch 1, {s['target']} target tokens, {s['warmup']} warm-up + {s['steps']} timed steps\n"
+    )
+    print(
+        "| precision | checkpointing | length | ms/step | tokens/s | peak alloc GiB | peak reserved GiB | TFLOP/s | MFU |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     cases = []
     for L in s["lengths"]:
@@ -260,20 +366,38 @@ def main() -> int:
             for ckpt in (False, True):
                 c = run_case(model, s, dev, prec, ckpt, L, peaks[prec], counts, args)
                 cases.append(c)
-                row = [fmt(c, "ms_per_step"), fmt(c, "tokens_per_s", "{:.0f}"), fmt(c, "peak_allocated_gib"),
-                       fmt(c, "peak_reserved_gib"), fmt(c, "achieved_tflops", "{:.3g}"), fmt(c, "mfu", "{:.1%}")] \
-                    if c["status"] == "ok" else [c["status"]] + [""] * 5
+                row = (
+                    [
+                        fmt(c, "ms_per_step"),
+                        fmt(c, "tokens_per_s", "{:.0f}"),
+                        fmt(c, "peak_allocated_gib"),
+                        fmt(c, "peak_reserved_gib"),
+                        fmt(c, "achieved_tflops", "{:.3g}"),
+                        fmt(c, "mfu", "{:.1%}"),
+                    ]
+                    if c["status"] == "ok"
+                    else [c["status"]] + [""] * 5
+                )
                 print(f"| {prec} | {'on' if ckpt else 'off'} | {L} | " + " | ".join(row) + " |", flush=True)
     result["cases"], result["goals"] = cases, goals(cases, s["lengths"])
 
     gl = result["goals"]
     mark = lambda v: {True: "MET", False: "NOT MET", None: "n/a"}[v]
-    print(f"\n## Goals\n- bf16 >= {GOAL_SPEEDUP}x fp32 tokens/s: {mark(gl['bf16_speedup_goal_met'])}: " +
-          ", ".join(f"{x['length']} ckpt {'on' if x['checkpointing'] else 'off'} {x['bf16_over_fp32']}x" for x in gl["bf16_speedup"]))
-    print(f"- checkpointing costs <= {GOAL_CKPT_COST:.0%}: {mark(gl['checkpointing_goal_met'])}: " +
-          ", ".join(f"{x['precision']} {x['length']} {x['cost']:.0%}" for x in gl["checkpointing_cost"]))
-    print(f"- {s['lengths'][-1]} tokens, bf16 + checkpointing, peak reserved < 40 GB: {mark(gl['memory_goal_met'])}"
-          + (f" ({gl['longest_bf16_ckpt_peak_reserved_gib']} GiB)" if gl["memory_goal_met"] is not None else ""))
+    print(
+        f"\n## Goals\n- bf16 >= {GOAL_SPEEDUP}x fp32 tokens/s: {mark(gl['bf16_speedup_goal_met'])}: "
+        + ", ".join(
+            f"{x['length']} ckpt {'on' if x['checkpointing'] else 'off'} {x['bf16_over_fp32']}x"
+            for x in gl["bf16_speedup"]
+        )
+    )
+    print(
+        f"- checkpointing costs <= {GOAL_CKPT_COST:.0%}: {mark(gl['checkpointing_goal_met'])}: "
+        + ", ".join(f"{x['precision']} {x['length']} {x['cost']:.0%}" for x in gl["checkpointing_cost"])
+    )
+    print(
+        f"- {s['lengths'][-1]} tokens, bf16 + checkpointing, peak reserved < 40 GB: {mark(gl['memory_goal_met'])}"
+        + (f" ({gl['longest_bf16_ckpt_peak_reserved_gib']} GiB)" if gl["memory_goal_met"] is not None else "")
+    )
     result["wall_seconds"] = round(time.time() - T0, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -114,8 +114,11 @@ def main() -> None:
             lw, bw = ledsweep_dir(tmp, n), bare_dir(tmp, n)
             led = min(run_child(smk, lw) for _ in range(args.repeat))
             bare = min(run_child([*smk, "--config", f"nruns={n}"], bw) for _ in range(args.repeat))
-            print(f"| {n} | {led[0]:.2f} | {bare[0]:.2f} | {led[0] / bare[0]:.2f} | {led[1]:.0f} | {bare[1]:.0f} "
-                  f"| {led[1] / bare[1]:.2f} |", flush=True)
+            print(
+                f"| {n} | {led[0]:.2f} | {bare[0]:.2f} | {led[0] / bare[0]:.2f} | {led[1]:.0f} | {bare[1]:.0f} "
+                f"| {led[1] / bare[1]:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,10 @@ def write_corpus(folder: Path, mb: int) -> dict[str, str]:
     while written < target:
         body = []
         for _ in range(rng.randint(5, 9)):  # sections
-            sents = [" ".join(rng.choices(words, weights, k=rng.randint(12, 30))).capitalize() + "."
-                     for _ in range(rng.randint(15, 25))]
+            sents = [
+                " ".join(rng.choices(words, weights, k=rng.randint(12, 30))).capitalize() + "."
+                for _ in range(rng.randint(15, 25))
+            ]
             body.append(" ".join(sents))
         doc = "\n\n".join(body)
         abstract = " ".join(rng.choices(words, weights, k=rng.randint(120, 180))) + "."
@@ -90,11 +92,23 @@ def make_local_model(folder: Path, train_file: str) -> str:
     with open(train_file) as f:
         texts = [json.loads(line)["document"] for _, line in zip(range(2000), f)]
     tok = train_bpe_tokenizer([texts], 8000, 1024)
-    config = LEDConfig(vocab_size=len(tok), d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                       decoder_attention_heads=4, encoder_ffn_dim=256, decoder_ffn_dim=256, attention_window=64,
-                       max_encoder_position_embeddings=1024, max_decoder_position_embeddings=256,
-                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       decoder_start_token_id=tok.eos_token_id)
+    config = LEDConfig(
+        vocab_size=len(tok),
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=256,
+        decoder_ffn_dim=256,
+        attention_window=64,
+        max_encoder_position_embeddings=1024,
+        max_decoder_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+    )
     LEDForConditionalGeneration(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
@@ -156,10 +170,17 @@ def run_side(code: str, arg) -> dict:
 
 def run_config(files: dict, model: str, out_dir: Path, run_name: str) -> dict:
     return {
-        "run_name": run_name, "seed": 1, "output_dir": str(out_dir),
+        "run_name": run_name,
+        "seed": 1,
+        "output_dir": str(out_dir),
         "model": {"name": model},
-        "data": {"train_file": files["train"], "validation_file": files["validation"], "test_file": files["test"],
-                 "max_source_length": 1024, "max_target_length": 256},
+        "data": {
+            "train_file": files["train"],
+            "validation_file": files["validation"],
+            "test_file": files["test"],
+            "max_source_length": 1024,
+            "max_target_length": 256,
+        },
         "training": {"max_steps": 1, "per_device_train_batch_size": 2, "logging_steps": 1, "save_steps": 1000},
         "generation": {"max_new_tokens": 32},
         "evaluation": {"bertscore_model": None},
@@ -173,9 +194,12 @@ def second_run(files: dict, model: str, out_dir: Path) -> dict:
     cfg = out_dir / "second.yaml"
     cfg.write_text(yaml.safe_dump(run_config(files, model, out_dir, "second_run")))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([PY, str(REPO / "scripts/train_baseline.py"), "--config", str(cfg), "--stage", "train",
-                             "--overwrite"], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [PY, str(REPO / "scripts/train_baseline.py"), "--config", str(cfg), "--stage", "train", "--overwrite"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+    )
     first, reused = None, False
     for line in proc.stderr:
         reused = reused or "reused" in line
@@ -199,7 +223,9 @@ def main() -> int:
         corpus = OUT / f"corpus-{mb}mb"
         t = time.perf_counter()
         files = write_corpus(corpus, mb)
-        print(f"[{mb} MB] corpus: {(corpus / 'done').read_text().strip()} ({time.perf_counter() - t:.0f} s)", flush=True)
+        print(
+            f"[{mb} MB] corpus: {(corpus / 'done').read_text().strip()} ({time.perf_counter() - t:.0f} s)", flush=True
+        )
         model = make_local_model(OUT / "led_local", files["train"])
         work = OUT / f"work-{mb}mb"
         shutil.rmtree(work, ignore_errors=True)
@@ -219,20 +245,30 @@ def main() -> int:
         os.replace(work / "prepared" / "x", work / "prepared" / key)
         second = second_run(files, model, work)
         print(f"[{mb} MB] second run: {second}", flush=True)
-        results.append({"mb": mb, "bare": bare, "ledsweep": ours, "second": second,
-                        "time_ratio": ours["seconds"] / bare["seconds"],
-                        "rss_ratio": max(ours["rss_mib"], ours["child_rss_mib"])
-                        / max(bare["rss_mib"], bare["child_rss_mib"])})
+        results.append(
+            {
+                "mb": mb,
+                "bare": bare,
+                "ledsweep": ours,
+                "second": second,
+                "time_ratio": ours["seconds"] / bare["seconds"],
+                "rss_ratio": max(ours["rss_mib"], ours["child_rss_mib"]) / max(bare["rss_mib"], bare["child_rss_mib"]),
+            }
+        )
         shutil.rmtree(work, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(corpus, ignore_errors=True)
-    print("\n| corpus | docs | bare s | ledsweep s | ratio | bare peak MiB (main/child) | ledsweep peak MiB "
-          "(main/child) | second run: start to step 1 s | model load s |")
+    print(
+        "\n| corpus | docs | bare s | ledsweep s | ratio | bare peak MiB (main/child) | ledsweep peak MiB "
+        "(main/child) | second run: start to step 1 s | model load s |"
+    )
     for r in results:
         b, o, s = r["bare"], r["ledsweep"], r["second"]
-        print(f"| {r['mb']} MB | {o['rows']:,} | {b['seconds']:.1f} | {o['seconds']:.1f} | {r['time_ratio']:.2f} | "
-              f"{b['rss_mib']:.0f} / {b['child_rss_mib']:.0f} | {o['rss_mib']:.0f} / {o['child_rss_mib']:.0f} | "
-              f"{s['to_first_step']:.1f} | {s['model_load']:.1f} |")
+        print(
+            f"| {r['mb']} MB | {o['rows']:,} | {b['seconds']:.1f} | {o['seconds']:.1f} | {r['time_ratio']:.2f} | "
+            f"{b['rss_mib']:.0f} / {b['child_rss_mib']:.0f} | {o['rss_mib']:.0f} / {o['child_rss_mib']:.0f} | "
+            f"{s['to_first_step']:.1f} | {s['model_load']:.1f} |"
+        )
     print(json.dumps(results))
     return 0
 

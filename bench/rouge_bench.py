@@ -71,7 +71,7 @@ def _reword(rng: random.Random, word: str) -> str:
     """Another word in the same place: keeps capitalisation and trailing punctuation."""
     body = word.rstrip(".,!?")
     new = _word(rng)
-    return (new.capitalize() if body[:1].isupper() else new) + word[len(body):]
+    return (new.capitalize() if body[:1].isupper() else new) + word[len(body) :]
 
 
 def _sentence(rng: random.Random) -> list[str]:
@@ -140,9 +140,11 @@ def main() -> int:
 
     def timed(fn):
         """Wall and CPU seconds (this process + finished worker processes)."""
+
         def cpu():
             me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
             return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
         c, t = cpu(), time.perf_counter()
         out = fn()
         return out, time.perf_counter() - t, cpu() - c
@@ -161,22 +163,30 @@ def main() -> int:
             return 1
 
     mean_words = statistics.mean(len(r.split()) for r in refs)
-    spread = {k: (min(r[k] for r in base), statistics.mean(r[k] for r in base), max(r[k] for r in base))
-              for k in metrics.ROUGE_TYPES}
-    print(f"{args.pairs} pairs, refs {mean_words:.0f} words on average, preds "
-          f"{statistics.mean(len(p.split()) for p in preds):.0f}; F (min/mean/max): "
-          + ", ".join(f"{k} {a:.2f}/{m:.2f}/{b:.2f}" for k, (a, m, b) in spread.items()))
-    print("rounds, wall/CPU s: " + "; ".join(
-        f"{k} " + " ".join(f"{w:.2f}/{c:.2f}" for w, c in v) for k, v in times.items())
-        + f"; 1-min load average {' '.join(f'{x:.1f}' for x in load)} (2 cores)")
+    spread = {
+        k: (min(r[k] for r in base), statistics.mean(r[k] for r in base), max(r[k] for r in base))
+        for k in metrics.ROUGE_TYPES
+    }
+    print(
+        f"{args.pairs} pairs, refs {mean_words:.0f} words on average, preds "
+        f"{statistics.mean(len(p.split()) for p in preds):.0f}; F (min/mean/max): "
+        + ", ".join(f"{k} {a:.2f}/{m:.2f}/{b:.2f}" for k, (a, m, b) in spread.items())
+    )
+    print(
+        "rounds, wall/CPU s: "
+        + "; ".join(f"{k} " + " ".join(f"{w:.2f}/{c:.2f}" for w, c in v) for k, v in times.items())
+        + f"; 1-min load average {' '.join(f'{x:.1f}' for x in load)} (2 cores)"
+    )
     (b, bc), (o, oc) = min(times["baseline"]), min(times["ledsweep"])
     print(f"baseline (1 process)   {b:8.2f} s wall {bc:8.2f} s CPU  {1000 * b / args.pairs:6.2f} ms/pair")
     print(f"ledsweep (workers={args.workers})   {o:8.2f} s wall {oc:8.2f} s CPU  {1000 * o / args.pairs:6.2f} ms/pair")
     print(f"speedup {b / o:.2f}x (best rounds); per-pair scores identical: yes")
     # on a shared machine the wall ratio is capped by the cores other work leaves free; the CPU
     # seconds are not: with `workers` free cores the wall time would be about CPU / workers
-    print(f"CPU seconds ledsweep/baseline {oc / bc:.3f}: with {args.workers} free cores, speedup "
-          f"about {bc / (oc / args.workers):.2f}x")
+    print(
+        f"CPU seconds ledsweep/baseline {oc / bc:.3f}: with {args.workers} free cores, speedup "
+        f"about {bc / (oc / args.workers):.2f}x"
+    )
     return 0
 
 

@@ -5,12 +5,16 @@ The same run (tests/configs/tiny_run.yaml, 12 steps, BERTScore on) is timed, in 
   direct      python scripts/train_baseline.py --config <run>.yaml --output-dir <tmp>
   local       snakemake --profile profiles/local results/<run>/summary.json
   slurm-ci    snakemake --profile profiles/slurm --profile profiles/slurm-ci results/<run>/summary.json
-  slurm-ci-grouped  the same with --groups train=run evaluate=run: one Slurm job per run
+  slurm-ci-grouped  the same with --groups train=run evaluate=run: train and evaluate in one Slurm
+              job (prepare_data stays its own job, as with the profile's commented `groups:` line)
   slurm       snakemake --profile profiles/slurm results/<run>/summary.json   (--with-default-polling)
-Each Snakemake case runs the run's three jobs (run_config, train, evaluate); the difference to
-`direct` is what the workflow adds per run: parsing, the extra Python start per job, and for
-Slurm: sbatch, the job re-parsing the workflow on the node, srun, and status polling. The Slurm
-cases need the cluster of tests/slurm/start-cluster.sh. Wall times, best of --repeat.
+Each Snakemake case runs the run's four jobs (run_config, prepare_data, train, evaluate); `direct`
+prepares the same data inside its one process (into <output dir>/prepared). The difference to
+`direct` is what the workflow adds: parsing, the extra Python start per job, and for Slurm:
+sbatch, the job re-parsing the workflow on the node, srun, and status polling. prepare_data runs
+once per data setting, not per run: in a sweep whose runs share their data, its job start is paid
+once, so this one-run figure is an upper bound per run. The Slurm cases need the cluster of
+tests/slurm/start-cluster.sh. Wall times, best of --repeat.
 
     python bench/run_overhead.py [--repeat 2] [--with-default-polling] [--no-slurm]
 """
@@ -32,8 +36,15 @@ SWEEP = "sweeps:\n  one:\n    base: config/tiny_run.yaml\n    grid:\n      seed:
 CASES = {
     "local": ["--profile", "profiles/local"],
     "slurm-ci": ["--profile", "profiles/slurm", "--profile", "profiles/slurm-ci"],
-    "slurm-ci-grouped": ["--profile", "profiles/slurm", "--profile", "profiles/slurm-ci", "--groups", "train=run",
-                         "evaluate=run"],
+    "slurm-ci-grouped": [
+        "--profile",
+        "profiles/slurm",
+        "--profile",
+        "profiles/slurm-ci",
+        "--groups",
+        "train=run",
+        "evaluate=run",
+    ],
     "slurm": ["--profile", "profiles/slurm"],
 }
 
@@ -74,8 +85,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=2, help="timings per case, interleaved; the minimum is reported")
     ap.add_argument("--no-slurm", action="store_true", help="skip the Slurm cases")
-    ap.add_argument("--with-default-polling", action="store_true",
-                    help="also time profiles/slurm alone (the plugin's 40 s status polling)")
+    ap.add_argument(
+        "--with-default-polling",
+        action="store_true",
+        help="also time profiles/slurm alone (the plugin's 40 s status polling)",
+    )
     args = ap.parse_args()
     cases = ["direct", "local"] + ([] if args.no_slurm else ["slurm-ci", "slurm-ci-grouped"])
     cases += ["slurm"] if args.with_default_polling and not args.no_slurm else []

@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Compare the runs of a sweep: one table of what exists now (works mid-sweep), plus status counts.
 
-    python scripts/aggregate.py --sweep demo
-    python scripts/aggregate.py --sweep demo --sort loss --format markdown
-    python scripts/aggregate.py --sweep demo --write          # -> results/sweeps/demo/comparison*.csv
+python scripts/aggregate.py --sweep demo
+python scripts/aggregate.py --sweep demo --sort loss --format markdown
+python scripts/aggregate.py --sweep demo --write          # -> results/sweeps/demo/comparison*.csv
 """
 
 import sys
 
 import _bootstrap  # noqa: F401  (puts src/ on sys.path in a plain checkout)
+
 from ledsweep.aggregate import main
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 
 A thin layer over ledsweep.aggregate (collect, sort_rows, by_config, render, to_csv): the same rows and
 statuses as scripts/aggregate.py, plus a `best` marker column (and bold when stdout is a terminal). Only a
-`completed` run can be best (not a `modified`, `stale` or `failed` one). --format json is strict JSON.
+`completed` run can be best (not a `modified` or `failed` one). --format json is strict JSON.
 """
 
 import argparse
@@ -45,8 +45,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="compare.py", description="Compare the runs of a sweep, best first.")
     add_sweep_arguments(p)
     p.add_argument("--top", type=int, metavar="N", help="show only the N best runs (and configurations)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="bold best row in table format (auto: when stdout is a terminal and NO_COLOR is unset)")
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="bold best row in table format (auto: when stdout is a terminal and NO_COLOR is unset)",
+    )
     args = p.parse_args(argv)
     if args.top is not None and args.top < 1:
         p.error("--top must be at least 1")
@@ -69,11 +73,14 @@ def main(argv=None) -> int:
         print(summary, file=sys.stderr)
         return 0
     if args.format == "json":
-        print(dumps_json({"sweep": sweep.name, "sort": metric, "best": best, "counts": counts, "runs": json_rows(rows)}))
+        print(
+            dumps_json({"sweep": sweep.name, "sort": metric, "best": best, "counts": counts, "runs": json_rows(rows)})
+        )
         return 0
     md = args.format == "markdown"
-    color = not md and (args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
-                                                  and not os.environ.get("NO_COLOR")))
+    color = not md and (
+        args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    )
     shown = f", top {len(rows)}" if args.top else ""
     print(f"sweep {sweep.name}: {len(all_rows)} runs, sorted by {metric}{shown}; * = best\n")
     names = metric_names(sweep)

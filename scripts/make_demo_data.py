@@ -49,17 +49,29 @@ ADJS = "calm busy quiet tense cheerful grey warm uncertain".split()
 
 def make_example(rng: random.Random) -> dict:
     fact = dict(
-        first=rng.choice(FIRST), last=rng.choice(LAST), role=rng.choice(ROLES), place=rng.choice(PLACES),
-        obj=rng.choice(OBJECTS), day=rng.choice(DAYS),
+        first=rng.choice(FIRST),
+        last=rng.choice(LAST),
+        role=rng.choice(ROLES),
+        place=rng.choice(PLACES),
+        obj=rng.choice(OBJECTS),
+        day=rng.choice(DAYS),
     )
     past, present = rng.choice(ACTIONS)
     lead = rng.choice(LEADS).format(past=past, **fact)
     fillers = []
     for _ in range(rng.randint(6, 12)):
-        fillers.append(rng.choice(FILLERS).format(
-            first=rng.choice(FIRST), last=rng.choice(LAST), role=rng.choice(ROLES), place=rng.choice(PLACES),
-            obj=rng.choice(OBJECTS), day=rng.choice(DAYS), adj=rng.choice(ADJS), num=rng.randint(2, 900),
-        ))
+        fillers.append(
+            rng.choice(FILLERS).format(
+                first=rng.choice(FIRST),
+                last=rng.choice(LAST),
+                role=rng.choice(ROLES),
+                place=rng.choice(PLACES),
+                obj=rng.choice(OBJECTS),
+                day=rng.choice(DAYS),
+                adj=rng.choice(ADJS),
+                num=rng.randint(2, 900),
+            )
+        )
     summary = "{place} {role} {first} {last} {present} {obj}.".format(present=present, **fact)
     return {"document": " ".join([lead, *fillers]), "summary": summary}
 

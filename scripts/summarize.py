@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Summarize documents with a run's saved checkpoint.
 
-    python scripts/summarize.py --checkpoint results/<run>/checkpoint --input docs.jsonl
+python scripts/summarize.py --checkpoint results/<run>/checkpoint --input docs.jsonl
 """
 
 import sys

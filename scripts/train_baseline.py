@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train and evaluate one LED run from one YAML config.
 
-    python scripts/train_baseline.py --config config/led_baseline.yaml
-    python scripts/train_baseline.py --config results/<run>/config.yaml --output-dir /tmp/repro
+python scripts/train_baseline.py --config config/led_baseline.yaml
+python scripts/train_baseline.py --config results/<run>/config.yaml --output-dir /tmp/repro
 """
 
 import sys

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Regenerate what is derived from the config dataclasses (src/ledsweep/config.py):
 
-  workflow/schemas/run.schema.yaml   the JSON Schema the workflow validates run configs with
-  config/README.md                   the key reference table between the GENERATED markers
-  workflow/schemas/config.schema.yaml  only `primary_metric`'s enum and description, from
-                                     src/ledsweep/metrics_registry.py (the rest is written by hand)
+workflow/schemas/run.schema.yaml   the JSON Schema the workflow validates run configs with
+config/README.md                   the key reference table between the GENERATED markers
+workflow/schemas/config.schema.yaml  only `primary_metric`'s enum and description, from
+                                   src/ledsweep/metrics_registry.py (the rest is written by hand)
 
-    python scripts/write_schema.py     # tests/test_config.py and tests/test_metrics_registry.py fail
-                                       # when any of them is out of date
+  python scripts/write_schema.py     # tests/test_config.py and tests/test_metrics_registry.py fail
+                                     # when any of them is out of date
 """
 
 from pathlib import Path
@@ -47,8 +47,8 @@ def config_schema_with_metrics(text: str) -> str:
     generated = {
         "enum": f"[{', '.join(metrics_registry.names())}]",
         "description": f"Metric the comparison tables and plots rank runs by (the lowest is best for "
-                       f"{', '.join(lower)}, the highest for the others); generated from "
-                       f"src/ledsweep/metrics_registry.py by scripts/write_schema.py.",
+        f"{', '.join(lower)}, the highest for the others); generated from "
+        f"src/ledsweep/metrics_registry.py by scripts/write_schema.py.",
     }
     lines = text.split("\n")
     start = lines.index("        primary_metric:")

@@ -20,7 +20,11 @@ def run_cli(script: str, *args, cwd=REPO, env: dict | None = None, timeout: int 
     """Run scripts/<script> in a fresh process; return the CompletedProcess (text)."""
     proc = subprocess.run(
         [PY, str(REPO / "scripts" / script), *map(str, args)],
-        cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}")

@@ -34,8 +34,17 @@ def run_named(sweep, **overrides) -> str:
 
 
 def metrics(**values) -> dict:
-    m = dict(loss=1.0, rouge1=0.3, rouge2=0.1, rougeL=0.2, rougeLsum=0.25, bertscore=None,
-             bertscore_precision=None, bertscore_recall=None, exact_match=0.0)
+    m = dict(
+        loss=1.0,
+        rouge1=0.3,
+        rouge2=0.1,
+        rougeL=0.2,
+        rougeLsum=0.25,
+        bertscore=None,
+        bertscore_precision=None,
+        bertscore_recall=None,
+        exact_match=0.0,
+    )
     return {**m, **values}
 
 
@@ -90,10 +99,14 @@ def test_completed_allows_null_bertscore_and_missing_optional(tmp_path):
         (lambda d: (d / "summary.json").write_text(""), "summary.json: empty file"),
         (lambda d: (d / "summary.json").write_text("[1, 2]"), "summary.json: expected a JSON object"),
         (lambda d: (d / "summary.json").write_text('{"runtime_seconds": 1}'), "summary.json: no 'metrics' object"),
-        (lambda d: (d / "summary.json").write_text(json.dumps({"metrics": {"loss": 1.0}})),
-         "summary.json: metrics.rouge1 is missing"),
-        (lambda d: (d / "summary.json").write_text(json.dumps({"metrics": metrics(rougeL="high")})),
-         "summary.json: metrics.rougeL is not a number"),
+        (
+            lambda d: (d / "summary.json").write_text(json.dumps({"metrics": {"loss": 1.0}})),
+            "summary.json: metrics.rouge1 is missing",
+        ),
+        (
+            lambda d: (d / "summary.json").write_text(json.dumps({"metrics": metrics(rougeL="high")})),
+            "summary.json: metrics.rougeL is not a number",
+        ),
         (lambda d: (d / "meta.json").write_text(""), "meta.json: empty file"),
         (lambda d: (d / "meta.json").write_text('{"device": "cu'), "meta.json: not valid JSON"),
     ],
@@ -110,6 +123,42 @@ def test_retry_after_failure_is_running(tmp_path):
     d = write_run(tmp_path, "a", "failed")
     os.utime(d / "failure.json", ns=(1_000_000_000, 1_000_000_000))  # the new attempt rewrote meta.json later
     assert agg.run_status(d) == ("running", "retrying after: train: OOM: boom")
+
+
+def write_trained_meta(run_dir: Path) -> Path:
+    """trained/meta.json as the workflow's train rule writes it at the start of training (no config hash:
+    a training-only config)."""
+    (run_dir / "trained").mkdir(parents=True, exist_ok=True)
+    path = run_dir / "trained" / "meta.json"
+    path.write_text(json.dumps({**META, "config_sha256": None, "trained_by": run_dir.name}))
+    return path
+
+
+def test_run_being_trained_by_the_workflow_is_running(tmp_path):
+    """The workflow trains in <run>/trained/ and links meta.json afterwards: trained/meta.json alone is
+    `running` (with its provenance), also when it was rewritten after a failure (a retry)."""
+    sweep = make_sweep(tmp_path, {"seed": [1, 2, 3]})
+    results = tmp_path / "results"
+    training, retrying, failed = list(sweep.runs)
+    write_trained_meta(write_run(results, training, "pending", sweep))
+    assert agg.run_status(results / training) == ("running", None)
+
+    for name in (retrying, failed):
+        d = write_run(results, name, "pending", sweep)
+        (d / "failure.json").write_text(json.dumps({"status": "failed", "stage": "train", "reason": "OOM: boom"}))
+        meta = write_trained_meta(d)
+        older, newer = (d / "failure.json", meta) if name == retrying else (meta, d / "failure.json")
+        os.utime(older, ns=(1_000_000_000, 1_000_000_000))
+        os.utime(newer, ns=(2_000_000_000, 2_000_000_000))
+    assert agg.run_status(results / retrying) == ("running", "retrying after: train: OOM: boom")
+    assert agg.run_status(results / failed) == ("failed", "train: OOM: boom")
+
+    rows = {r["run_name"]: r for r in agg.collect(results, sweep)}
+    assert [rows[n]["status"] for n in sweep.runs] == ["running", "running", "failed"]
+    row = rows[training]
+    assert (row["device"], row["slurm_job_ids"], row["resumes"], row["config_sha256"]) == ("cuda", "11;12", 1, None)
+    (results / training / "trained" / "meta.json").write_text("")
+    assert agg.run_status(results / training) == ("corrupt", "trained/meta.json: empty file")
 
 
 def test_never_crashes_while_runs_change(tmp_path):
@@ -155,8 +204,20 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
     write_run(results, run_named(sweep, **{"training.learning_rate": 2e-3, "seed": 1}), "failed", sweep)
 
     rows = agg.collect(results, sweep)
-    header = ["run_name", "status", "reason", "seed", "training.learning_rate", *metrics_registry.names(),
-              "runtime_seconds", "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes"]
+    header = [
+        "run_name",
+        "status",
+        "reason",
+        "seed",
+        "training.learning_rate",
+        *metrics_registry.names(),
+        "runtime_seconds",
+        "device",
+        "git_commit",
+        "config_sha256",
+        "slurm_job_ids",
+        "resumes",
+    ]
     assert agg.columns(sweep) == header
     assert [list(r) for r in rows] == [header] * 4
     assert [r["run_name"] for r in rows] == list(sweep.runs)
@@ -167,10 +228,90 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
     assert (row["runtime_seconds"], row["device"], row["git_commit"]) == (12.5, "cuda", "abc123")
     sha = config_sha256(sweep.runs[done].config)
     assert (row["config_sha256"], row["slurm_job_ids"], row["resumes"]) == (sha, "11;12", 1)
-    assert agg.status_counts(rows) == {"completed": 1, "modified": 0, "stale": 0, "corrupt": 0, "failed": 1,
-                                       "running": 0, "pending": 0, "missing": 2}
+    assert agg.status_counts(rows) == {
+        "completed": 1,
+        "modified": 0,
+        "corrupt": 0,
+        "failed": 1,
+        "running": 0,
+        "pending": 0,
+        "missing": 2,
+    }
     missing = [r for r in rows if r["status"] == "missing"][0]
     assert all(missing[m] is None for m in metrics_registry.names()) and missing["device"] is None
+
+
+def test_failed_data_preparation_fails_its_waiting_runs(tmp_path):
+    """A pending or missing run whose data failed to prepare (results/prepared/<key>.failure.json) is
+    `failed` with `prepare_data: <reason>`; the key comes from a pending run's own config.yaml, from the
+    sweep for a missing run. Completed and running runs, and runs of other data, are left as they are."""
+    from ledsweep.data import data_key, data_spec, failure_path
+
+    sweep = make_sweep(tmp_path, {"data.max_source_length": [128, 256], "seed": [1, 2, 3]})
+    results = tmp_path / "results"
+    run = {(r.overrides["data.max_source_length"], r.overrides["seed"]): n for n, r in sweep.runs.items()}
+    key = {n: data_key(data_spec(r.config)) for n, r in sweep.runs.items()}
+    bad = key[run[128, 1]]
+    assert key[run[128, 2]] == bad != key[run[256, 1]]
+    for length in (128, 256):
+        write_run(results, run[length, 1], "pending", sweep)  # (length, 2): missing
+        write_run(results, run[length, 3], "completed" if length == 128 else "running", sweep)
+    failure = failure_path(results / "prepared" / bad)
+    failure.parent.mkdir(parents=True)
+    (results / "prepared" / key[run[256, 1]]).mkdir()  # prepared fine
+    reason = "data.text_column: column 'document' not found in train.jsonl"
+    failure.write_text(json.dumps({"status": "failed", "stage": "prepare_data", "reason": reason, "log": "x.log"}))
+
+    rows = {r["run_name"]: r for r in agg.collect(results, sweep)}
+    status = {k: rows[n]["status"] for k, n in run.items()}
+    assert status == {
+        (128, 1): "failed",
+        (128, 2): "failed",
+        (128, 3): "completed",
+        (256, 1): "pending",
+        (256, 2): "missing",
+        (256, 3): "running",
+    }
+    assert rows[run[128, 1]]["reason"] == rows[run[128, 2]]["reason"] == f"prepare_data: {reason}"
+    assert agg.run_status(results / run[128, 1]) == ("failed", f"prepare_data: {reason}")
+    assert agg.by_config(list(rows.values()), sweep)[0]["n"] == 1
+
+    # a pending run's own config.yaml decides (here edited by hand to the other length: a full parse)
+    edit_config(results / run[128, 1], "data.max_source_length", 256)
+    edit_config(results / run[256, 1], "data.max_source_length", 128)
+    rows = {r["run_name"]: r for r in agg.collect(results, sweep)}
+    assert (rows[run[128, 1]]["status"], rows[run[256, 1]]["status"]) == ("pending", "failed")
+    assert agg.run_status(results / run[256, 1])[0] == "failed"
+
+    # an unreadable record still fails the runs; prepared since (a manifest): no longer failed
+    failure.write_text('{"reason": "trunc')
+    rows = {r["run_name"]: r for r in agg.collect(results, sweep)}
+    assert rows[run[128, 2]]["status"] == "failed"
+    assert rows[run[128, 2]]["reason"].startswith(f"prepare_data: failed ({bad}.failure.json: not valid JSON")
+    (results / "prepared" / bad).mkdir()
+    (results / "prepared" / bad / "manifest.json").write_text("{}")
+    assert {r["status"] for r in agg.collect(results, sweep)} == {"pending", "missing", "completed", "running"}
+
+
+def test_prepare_failure_check_reads_nothing_without_a_failure(tmp_path, monkeypatch):
+    """No failure record under results/prepared: no run's data key is computed; all runs completed: the
+    prepared folder is not even listed (aggregating a finished sweep does no per-run work for it)."""
+    sweep = make_sweep(tmp_path, {"seed": [1, 2]})
+    results = tmp_path / "results"
+    (results / "prepared" / "0123456789abcdef").mkdir(parents=True)
+    first, second = sweep.runs
+    write_run(results, first, "completed", sweep)
+    write_run(results, second, "pending", sweep)
+
+    def boom(*args):
+        raise AssertionError("not expected to be called")
+
+    monkeypatch.setattr(agg, "data_keys", boom)
+    monkeypatch.setattr(agg, "_recorded_data_key", boom)
+    assert [r["status"] for r in agg.collect(results, sweep)] == ["completed", "pending"]
+    write_run(results, second, "completed", sweep)
+    monkeypatch.setattr(agg, "PrepareFailures", boom)
+    assert [r["status"] for r in agg.collect(results, sweep)] == ["completed", "completed"]
 
 
 # ---------------------------------------------------------------------------------------------- by_config
@@ -237,7 +378,11 @@ def test_sort_scores_desc_loss_asc_incomplete_last():
     assert [r["run_name"] for r in agg.sort_rows(rows, "rougeL")] == ["c", "a", "b", *last]
     assert [r["run_name"] for r in agg.sort_rows(rows, "loss")] == ["c", "b", "a", *last]
     # an extra metric by name: higher is better unless registered otherwise
-    extra = [{"run_name": "x", "meteor": 0.1}, {"run_name": "y", "meteor": 0.3}, {"run_name": "inf", "meteor": math.inf}]
+    extra = [
+        {"run_name": "x", "meteor": 0.1},
+        {"run_name": "y", "meteor": 0.3},
+        {"run_name": "inf", "meteor": math.inf},
+    ]
     assert [r["run_name"] for r in agg.sort_rows(extra, "meteor")] == ["y", "x", "inf"]  # infinity is no result
     with pytest.raises(ValueError, match="metric name 'rouge L'"):
         agg.sort_rows(rows, "rouge L")
@@ -249,8 +394,9 @@ def test_write_tables_csv(tmp_path):
     lr1 = {"training.learning_rate": 1e-3}
     write_run(results, run_named(sweep, **lr1, seed=1), "completed", sweep, rougeL=0.1 + 0.2, loss=5.0)
     write_run(results, run_named(sweep, **lr1, seed=2), "completed", sweep, rougeL=0.1, loss=4.0)
-    write_run(results, run_named(sweep, **{"training.learning_rate": 2e-3}, seed=1), "completed", sweep,
-              rougeL=0.9, loss=9.0)
+    write_run(
+        results, run_named(sweep, **{"training.learning_rate": 2e-3}, seed=1), "completed", sweep, rougeL=0.9, loss=9.0
+    )
 
     runs_csv, groups_csv = agg.write_tables(results, sweep, tmp_path / "out", sort="loss")
     with open(runs_csv, newline="") as f:
@@ -270,14 +416,23 @@ def test_write_tables_csv(tmp_path):
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "aggregate.py"), *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "aggregate.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def workflow_config(tmp_path: Path) -> Path:
     (tmp_path / "base.yaml").write_text(BASE)
-    sweeps = {"demo": {"base": str(tmp_path / "base.yaml"), "grid": {"training.learning_rate": [1e-3, 2e-3],
-                                                                     "seed": [1, 2, 3]}}}
+    sweeps = {
+        "demo": {
+            "base": str(tmp_path / "base.yaml"),
+            "grid": {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2, 3]},
+        }
+    }
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps({"sweeps": sweeps}))  # JSON is YAML
     return path
@@ -304,8 +459,20 @@ def test_cli_mixed_statuses(tmp_path):
     assert "6 runs: 1 completed, 1 corrupt, 1 failed, 1 running, 1 pending, 1 missing" in proc.stdout
     assert "by config" in proc.stdout
 
-    proc = cli(tmp_path, "--sweep", "demo", "--config", str(config), "--results", "results",
-               "--format", "csv", "--sort", "loss", "--write")
+    proc = cli(
+        tmp_path,
+        "--sweep",
+        "demo",
+        "--config",
+        str(config),
+        "--results",
+        "results",
+        "--format",
+        "csv",
+        "--sort",
+        "loss",
+        "--write",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(proc.stdout.splitlines()))
     assert len(rows) == 6 and rows[0]["run_name"] == names[0]
@@ -323,32 +490,6 @@ def test_cli_unknown_sweep_and_bad_config(tmp_path):
     assert proc.stderr.startswith("error: ") and "nosuch" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli(tmp_path, "--sweep", "demo", "--config", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 2 and "error: " in proc.stderr and "not found" in proc.stderr
-
-
-def test_changed_data_file_marks_run_stale(tmp_path):
-    """A finished run whose data file changed afterwards is `stale`, named, and left out of by-config stats."""
-    data = tmp_path / "train.jsonl"
-    data.write_text('{"document": "a", "summary": "b"}\n')
-    from ledsweep.runfolder import sha256_file
-
-    recorded = {str(data): sha256_file(data)}
-    base = tmp_path / "base.yaml"
-    base.write_text(f"run_name: x\ndata:\n  train_file: {data}\n  test_file: {data}\n")
-    sweep = load_sweeps({"sweeps": {"d": {"base": str(base), "grid": {"seed": [1, 2]}}}},
-                        results_dir=str(tmp_path / "results"))["d"]
-    for name in sweep.runs:
-        run = tmp_path / "results" / name
-        run.mkdir(parents=True)
-        (run / "summary.json").write_text(json.dumps({"metrics": dict.fromkeys(REQUIRED, 0.5)}))
-        (run / "config.yaml").write_text(dump_yaml(sweep.runs[name].config))
-        (run / "meta.json").write_text(json.dumps({"data_sha256": recorded,
-                                                   "config_sha256": config_sha256(sweep.runs[name].config)}))
-    assert {r["status"] for r in agg.collect(tmp_path / "results", sweep)} == {"completed"}
-    data.write_text('{"document": "a changed", "summary": "b"}\n')
-    rows = agg.collect(tmp_path / "results", sweep)
-    assert {r["status"] for r in rows} == {"stale"}
-    assert all(str(data) in r["reason"] for r in rows)
-    assert agg.by_config(rows, sweep)[0]["n"] == 0
 
 
 # ---------------------------------------------------------------------------------------------- own config.yaml
@@ -425,13 +566,16 @@ def test_config_edited_after_the_run_is_modified_never_a_clean_result(tmp_path):
     assert agg.run_status(results / edited) == ("completed", None)
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (lambda d: (d / "config.yaml").unlink(), "config.yaml is missing"),
-    (lambda d: (d / "config.yaml").write_text("training: {learning_rate: [1\n"), "config.yaml: not valid YAML"),
-    (lambda d: (d / "config.yaml").write_text("- a list\n"), "config.yaml: not a mapping"),
-    (lambda d: (d / "config.yaml").write_bytes(b"seed: \xff\n"), "config.yaml: not UTF-8"),
-    (lambda d: (d / "config.yaml").write_text("seed: 2024-01-01\n"), "config.yaml holds a value JSON cannot hold"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda d: (d / "config.yaml").unlink(), "config.yaml is missing"),
+        (lambda d: (d / "config.yaml").write_text("training: {learning_rate: [1\n"), "config.yaml: not valid YAML"),
+        (lambda d: (d / "config.yaml").write_text("- a list\n"), "config.yaml: not a mapping"),
+        (lambda d: (d / "config.yaml").write_bytes(b"seed: \xff\n"), "config.yaml: not UTF-8"),
+        (lambda d: (d / "config.yaml").write_text("seed: 2024-01-01\n"), "config.yaml holds a value JSON cannot hold"),
+    ],
+)
 def test_unreadable_config_is_modified(tmp_path, damage, reason):
     sweep = make_sweep(tmp_path, {"seed": [1, 2]})
     results = tmp_path / "results"
@@ -458,24 +602,60 @@ def test_meta_without_config_hash_is_not_checked_and_says_so(tmp_path):
 # The fast way of reading config.yaml files (a template, values parsed alone) must give what a full YAML parse
 # gives, for any edit: each variant below is read both ways and compared.
 VARIANTS = [
-    ("lr", "  learning_rate: 0.002"), ("lr", "  learning_rate: 2.0e-3"), ("lr", "  learning_rate: 2e-3"),
-    ("lr", "  learning_rate: 1_000"), ("lr", "  learning_rate: 0755"), ("lr", "  learning_rate: 0x1F"),
-    ("lr", "  learning_rate: 1:30"), ("lr", "  learning_rate: +1"), ("lr", "  learning_rate: -0"),
-    ("lr", "  learning_rate: -0.0"), ("lr", "  learning_rate: .inf"), ("lr", "  learning_rate: -.inf"),
-    ("lr", "  learning_rate: .nan"), ("lr", "  learning_rate: 1.5   "), ("lr", "  learning_rate:   7"),
-    ("lr", "  learning_rate: 0.001 # tuned"), ("lr", "  learning_rate: '0.001'"), ("lr", '  learning_rate: "1e-3"'),
-    ("lr", "  learning_rate: yes"), ("lr", "  learning_rate: ~"), ("lr", "  learning_rate:"),
-    ("lr", "  learning_rate: [1, 2]"), ("lr", "  learning_rate: {a: 1}"), ("lr", "  learning_rate: |"),
-    ("lr", "  learning_rate: >-"), ("lr", "  learning_rate: &x 3"), ("lr", "  learning_rate: *x"),
-    ("lr", "  learning_rate: !!str 3"), ("lr", "  learning_rate: 2024-01-01"), ("lr", "  learning_rate: a: b"),
-    ("lr", "  learning_rate: 'open"), ("lr", "  learning_rate: 1\r"), ("lr", "  learning_rate: 1\u2028  x: 2"),
-    ("lr", "  learning_rate: 1\u2028 y"), ("lr", "  learning_rate: 1\x85 y"),
-    ("lr", "  learning_rate:\t1"), ("lr", "  learning_rat: 0.001"), ("lr", "   learning_rate: 0.001"),
-    ("lr", "learning_rate: 0.001"), ("lr", "# gone"), ("lr", ""), ("lr", "  learning_rate: 0.001\n  extra: 1"),
-    ("seed", "seed: 7"), ("seed", "seed: '7'"), ("seed", "seed: 7.0"), ("seed", "seed: -3"),
-    ("run_name", "run_name: other"), ("run_name", "run_name: 'quoted"), ("run_name", "run_name: [a, b]"),
-    ("run_name", "run_name: x\n  indented: 1"), ("output_dir", "output_dir: /elsewhere/results"),
-    ("data", "data:"), ("data", "data: {}"), ("first", "\ufeffrun_name: x"),
+    ("lr", "  learning_rate: 0.002"),
+    ("lr", "  learning_rate: 2.0e-3"),
+    ("lr", "  learning_rate: 2e-3"),
+    ("lr", "  learning_rate: 1_000"),
+    ("lr", "  learning_rate: 0755"),
+    ("lr", "  learning_rate: 0x1F"),
+    ("lr", "  learning_rate: 1:30"),
+    ("lr", "  learning_rate: +1"),
+    ("lr", "  learning_rate: -0"),
+    ("lr", "  learning_rate: -0.0"),
+    ("lr", "  learning_rate: .inf"),
+    ("lr", "  learning_rate: -.inf"),
+    ("lr", "  learning_rate: .nan"),
+    ("lr", "  learning_rate: 1.5   "),
+    ("lr", "  learning_rate:   7"),
+    ("lr", "  learning_rate: 0.001 # tuned"),
+    ("lr", "  learning_rate: '0.001'"),
+    ("lr", '  learning_rate: "1e-3"'),
+    ("lr", "  learning_rate: yes"),
+    ("lr", "  learning_rate: ~"),
+    ("lr", "  learning_rate:"),
+    ("lr", "  learning_rate: [1, 2]"),
+    ("lr", "  learning_rate: {a: 1}"),
+    ("lr", "  learning_rate: |"),
+    ("lr", "  learning_rate: >-"),
+    ("lr", "  learning_rate: &x 3"),
+    ("lr", "  learning_rate: *x"),
+    ("lr", "  learning_rate: !!str 3"),
+    ("lr", "  learning_rate: 2024-01-01"),
+    ("lr", "  learning_rate: a: b"),
+    ("lr", "  learning_rate: 'open"),
+    ("lr", "  learning_rate: 1\r"),
+    ("lr", "  learning_rate: 1\u2028  x: 2"),
+    ("lr", "  learning_rate: 1\u2028 y"),
+    ("lr", "  learning_rate: 1\x85 y"),
+    ("lr", "  learning_rate:\t1"),
+    ("lr", "  learning_rat: 0.001"),
+    ("lr", "   learning_rate: 0.001"),
+    ("lr", "learning_rate: 0.001"),
+    ("lr", "# gone"),
+    ("lr", ""),
+    ("lr", "  learning_rate: 0.001\n  extra: 1"),
+    ("seed", "seed: 7"),
+    ("seed", "seed: '7'"),
+    ("seed", "seed: 7.0"),
+    ("seed", "seed: -3"),
+    ("run_name", "run_name: other"),
+    ("run_name", "run_name: 'quoted"),
+    ("run_name", "run_name: [a, b]"),
+    ("run_name", "run_name: x\n  indented: 1"),
+    ("output_dir", "output_dir: /elsewhere/results"),
+    ("data", "data:"),
+    ("data", "data: {}"),
+    ("first", "\ufeffrun_name: x"),
 ]
 
 
@@ -486,10 +666,14 @@ def test_fast_config_reading_equals_a_full_parse(tmp_path):
     keys = sweep.keys
     base_text = dump_yaml(next(iter(sweep.runs.values())).config)
     lines = base_text.split("\n")
-    where = {"lr": lines.index("  learning_rate: 0.001"), "seed": lines.index("seed: 1"),
-             "run_name": next(i for i, ln in enumerate(lines) if ln.startswith("run_name:")),
-             "output_dir": next(i for i, ln in enumerate(lines) if ln.startswith("output_dir:")),
-             "data": lines.index("data:"), "first": 0}
+    where = {
+        "lr": lines.index("  learning_rate: 0.001"),
+        "seed": lines.index("seed: 1"),
+        "run_name": next(i for i, ln in enumerate(lines) if ln.startswith("run_name:")),
+        "output_dir": next(i for i, ln in enumerate(lines) if ln.startswith("output_dir:")),
+        "data": lines.index("data:"),
+        "first": 0,
+    }
     fast_reads = 0
     for target, new in VARIANTS:
         variant = copy.copy(lines)
@@ -511,6 +695,11 @@ def test_fast_config_reading_refuses_templates_it_cannot_follow():
     reader = agg.OwnConfigs(["b", "c"])
     assert reader.read(template.encode()).values == {"b": 1, "c": 3} and reader.template is None
     assert reader.read(b"a: &x 2\nb: *x\nc: 3\n").values == {"b": 2, "c": 3}
+    # a key whose value is a mapping: a change inside it changes the key's value
+    reader = agg.OwnConfigs(["opts", "seed"])
+    reader.read(b"run_name: x\nopts:\n  a: 1\n  b: 2\nseed: 1\n")
+    assert reader.template is not None
+    assert reader.read(b"run_name: x\nopts:\n  a: 5\n  b: 2\nseed: 3\n").values == {"opts": {"a": 5, "b": 2}, "seed": 3}
     for text in ("a:\n  b: 1\n   c: 2\n", "a: 'x\n  y'\nb: 1\n", "a: 1\na: 2\n", "true: 1\n", "a: 1\u2028\n"):
         reader = agg.OwnConfigs(["a"])
         reader.read(text.encode())
@@ -525,13 +714,34 @@ def test_fast_config_reading_against_random_edits(tmp_path):
     sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
     base_text = dump_yaml(next(iter(sweep.runs.values())).config)
     lines = base_text.split("\n")
-    values = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True).map(repr),
-                       st.sampled_from(["~", "yes", "'x'", "[1]", "{a: 1}", "|", "&a 1", "*a", "0o17", "1e5",
-                                        "1.0e+5", "1_0", "# c", "a: b", "'", "2001-01-01"]),
-                       st.text(min_size=0, max_size=8))
+    values = st.one_of(
+        st.integers(-(10**6), 10**6).map(str),
+        st.floats(allow_nan=True).map(repr),
+        st.sampled_from(
+            [
+                "~",
+                "yes",
+                "'x'",
+                "[1]",
+                "{a: 1}",
+                "|",
+                "&a 1",
+                "*a",
+                "0o17",
+                "1e5",
+                "1.0e+5",
+                "1_0",
+                "# c",
+                "a: b",
+                "'",
+                "2001-01-01",
+            ]
+        ),
+        st.text(min_size=0, max_size=8),
+    )
     edits = st.lists(st.tuples(st.integers(0, len(lines) - 1), st.booleans(), values), max_size=4)
 
-    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True, database=None)
     @hypothesis.given(edits)
     def check(changes):
         variant = list(lines)
@@ -567,6 +777,7 @@ def test_non_finite_metric_is_a_failed_run(tmp_path, metric, value):
 
 def strict_json(text: str):
     """json.loads that refuses NaN and Infinity, as strict parsers (and other languages) do."""
+
     def refuse(name):
         raise ValueError(f"not JSON: {name}")
 
@@ -583,9 +794,23 @@ def test_json_output_is_strict(tmp_path):
     summary = json.loads((d / "summary.json").read_text())
     (d / "summary.json").write_text(json.dumps({**summary, "runtime_seconds": math.inf}))  # not a metric
     for script in ("aggregate.py", "compare.py"):
-        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--sweep", "demo", "--config",
-                               str(config), "--results", str(results), "--format", "json"],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / script),
+                "--sweep",
+                "demo",
+                "--config",
+                str(config),
+                "--results",
+                str(results),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         data = strict_json(proc.stdout)
         by_name = {r["run_name"]: r for r in data["runs"]}
@@ -604,7 +829,7 @@ def test_extra_metrics_by_name_in_tables(tmp_path):
     for run in sweep.runs.values():
         run.config["evaluation"]["extra_metrics"] = ["meteor"]
     results = tmp_path / "results"
-    for (name, run), meteor in zip(sweep.runs.items(), [0.25, 0.75, math.nan]):
+    for name, meteor in zip(sweep.runs, [0.25, 0.75, math.nan]):
         d = write_run(results, name, "completed", sweep)
         summary = json.loads((d / "summary.json").read_text())
         summary["metrics"]["meteor"] = meteor

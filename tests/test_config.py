@@ -21,7 +21,9 @@ def test_every_schema_key_has_a_description_and_default():
 
 def test_defaults_are_filled_and_hash_ignores_identity():
     a = C.from_dict({"run_name": "a", "data": {"train_file": "x.jsonl", "test_file": "y.jsonl"}})
-    b = C.from_dict({"run_name": "b", "output_dir": "elsewhere", "data": {"train_file": "x.jsonl", "test_file": "y.jsonl"}})
+    b = C.from_dict(
+        {"run_name": "b", "output_dir": "elsewhere", "data": {"train_file": "x.jsonl", "test_file": "y.jsonl"}}
+    )
     assert a.training.learning_rate == 1.0e-3 and a.model.name == "scratch"
     assert C.config_sha256(a) == C.config_sha256(b)
     b.seed = 7
@@ -35,7 +37,11 @@ def test_resolved_config_round_trips_through_yaml():
 
 
 def _pins(lines):
-    return {m.group(1).lower(): m.group(2) for m in (re.match(r"^\s*-?\s*([A-Za-z0-9_.-]+)==(\S+)", ln) for ln in lines) if m}
+    return {
+        m.group(1).lower(): m.group(2)
+        for m in (re.match(r"^\s*-?\s*([A-Za-z0-9_.-]+)==(\S+)", ln) for ln in lines)
+        if m
+    }
 
 
 def test_environment_yaml_pins_equal_requirements():

@@ -97,8 +97,15 @@ def test_bad_rows_are_refused_naming_the_file_and_nothing_is_written(tmp_path):
 # ----------------------------------------------------------------------------- 2: once per data setting
 def test_train_baseline_reuses_prepared_data_across_runs(tmp_path):
     a = write_config(tmp_path / "a.yaml", tmp_path / "results", training__max_steps=2, evaluation__bertscore_model=None)
-    b = write_config(tmp_path / "b.yaml", tmp_path / "results", run_name="tiny_b", training__learning_rate=2.0e-3,
-                     seed=7, training__max_steps=2, evaluation__bertscore_model=None)
+    b = write_config(
+        tmp_path / "b.yaml",
+        tmp_path / "results",
+        run_name="tiny_b",
+        training__learning_rate=2.0e-3,
+        seed=7,
+        training__max_steps=2,
+        evaluation__bertscore_model=None,
+    )
     first = run_cli("train_baseline.py", "--config", a, check=True)
     assert "preparing data into" in first.stderr
     prepared = list((tmp_path / "results" / "prepared").iterdir())
@@ -127,8 +134,11 @@ def test_workflow_prepares_once_per_data_setting(tmp_path):
     wd = make_workdir(tmp_path / "wd", tmp_path / "sweeps.yaml")
     proc = snakemake(wd, "-n", "--profile", "profiles/local", "--quiet", "rules")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    counts = {ln.split()[0]: int(ln.split()[1]) for ln in proc.stdout.splitlines() if len(ln.split()) == 2
-              and ln.split()[1].isdigit()}
+    counts = {
+        ln.split()[0]: int(ln.split()[1])
+        for ln in proc.stdout.splitlines()
+        if len(ln.split()) == 2 and ln.split()[1].isdigit()
+    }
     assert counts["prepare_data"] == 3 and counts["train"] == 8, proc.stdout
 
 
@@ -151,8 +161,9 @@ def test_group_by_length_stays_bitwise_resumable(tmp_path):
 # ----------------------------------------------------------------------------- 5: resume never mixes data
 def test_resume_refuses_data_changed_since_the_first_attempt(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", demo_rows("train", 64))
-    cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", data__train_file=train,
-                       evaluation__bertscore_model=None)
+    cfg = write_config(
+        tmp_path / "c.yaml", tmp_path / "results", data__train_file=train, evaluation__bertscore_model=None
+    )
     killed = run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "after_save:4"})
     assert killed.returncode == -signal.SIGKILL
     write_jsonl(tmp_path / "train.jsonl", demo_rows("train")[100:164])  # other documents, same path
@@ -165,17 +176,24 @@ def test_resume_refuses_data_changed_since_the_first_attempt(tmp_path):
     run_cli("train_baseline.py", "--config", cfg, "--overwrite", check=True)
     meta = json.loads((run / "meta.json").read_text())
     assert meta["resumes"] == 0 and meta["data_sha256"][train] == sha256_file(train)
-    fresh = write_config(tmp_path / "f.yaml", tmp_path / "fresh", data__train_file=train,
-                         evaluation__bertscore_model=None)
+    fresh = write_config(
+        tmp_path / "f.yaml", tmp_path / "fresh", data__train_file=train, evaluation__bertscore_model=None
+    )
     run_cli("train_baseline.py", "--config", fresh, check=True)
     assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(
-        tmp_path / "fresh/tiny_run/checkpoint/model.safetensors")
+        tmp_path / "fresh/tiny_run/checkpoint/model.safetensors"
+    )
 
 
 def test_verify_reports_replaced_data(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", demo_rows("train", 64))
-    cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", data__train_file=train, training__max_steps=2,
-                       evaluation__bertscore_model=None)
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        tmp_path / "results",
+        data__train_file=train,
+        training__max_steps=2,
+        evaluation__bertscore_model=None,
+    )
     run_cli("train_baseline.py", "--config", cfg, check=True)
     write_jsonl(tmp_path / "train.jsonl", demo_rows("train")[100:164])
     proc = run_cli("verify_run.py", tmp_path / "results" / "tiny_run", "--steps", "0")
@@ -184,10 +202,20 @@ def test_verify_reports_replaced_data(tmp_path):
 
 # ----------------------------------------------------------------------------- 6: long inputs
 LONG = dict(
-    model__attention_window=256, model__max_encoder_position_embeddings=4096, model__encoder_layers=1,
-    model__decoder_layers=1, data__max_source_length=4096, data__max_train_samples=8, data__max_eval_samples=2,
-    data__max_predict_samples=2, training__per_device_train_batch_size=2, training__per_device_eval_batch_size=2,
-    training__max_steps=4, training__save_steps=2, training__eval_steps=None, training__logging_steps=1,
+    model__attention_window=256,
+    model__max_encoder_position_embeddings=4096,
+    model__encoder_layers=1,
+    model__decoder_layers=1,
+    data__max_source_length=4096,
+    data__max_train_samples=8,
+    data__max_eval_samples=2,
+    data__max_predict_samples=2,
+    training__per_device_train_batch_size=2,
+    training__per_device_eval_batch_size=2,
+    training__max_steps=4,
+    training__save_steps=2,
+    training__eval_steps=None,
+    training__logging_steps=1,
     evaluation__bertscore_model=None,
 )
 
@@ -219,25 +247,39 @@ def test_long_inputs_4096_tokens_train_evaluate_and_resume(tmp_path):
     assert run_cli("train_baseline.py", "--config", cut, "--stop-after-step", "2", timeout=600).returncode == 143
     run_cli("train_baseline.py", "--config", cut, check=True, timeout=600)
     assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(
-        tmp_path / "cut/tiny_run/checkpoint/model.safetensors")
+        tmp_path / "cut/tiny_run/checkpoint/model.safetensors"
+    )
     assert summary_metrics(run) == summary_metrics(tmp_path / "cut" / "tiny_run")
 
 
 def make_local_model(folder, max_source: int = 512, max_target: int = 64):
     from transformers import LEDConfig, LEDForConditionalGeneration
 
-    config = LEDConfig(vocab_size=300, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                       decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, attention_window=32,
-                       max_encoder_position_embeddings=max_source, max_decoder_position_embeddings=max_target)
+    config = LEDConfig(
+        vocab_size=300,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        attention_window=32,
+        max_encoder_position_embeddings=max_source,
+        max_decoder_position_embeddings=max_target,
+    )
     LEDForConditionalGeneration(config).save_pretrained(folder)
     return str(folder)
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("data__max_source_length", 1024, "data.max_source_length: 1024 exceeds the model's 512 encoder positions"),
-    ("data__max_target_length", 100, "data.max_target_length: 100 exceeds the model's 64 decoder positions"),
-    ("generation__max_new_tokens", 64, "generation.max_new_tokens: 64 exceeds the model's decoder positions"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("data__max_source_length", 1024, "data.max_source_length: 1024 exceeds the model's 512 encoder positions"),
+        ("data__max_target_length", 100, "data.max_target_length: 100 exceeds the model's 64 decoder positions"),
+        ("generation__max_new_tokens", 64, "generation.max_new_tokens: 64 exceeds the model's decoder positions"),
+    ],
+)
 def test_lengths_beyond_a_local_models_positions_are_refused_before_any_folder(tmp_path, key, value, message):
     model = make_local_model(tmp_path / "led")
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", model__name=model, **{key: value})
@@ -272,3 +314,48 @@ def test_prepare_errors_name_the_key(tmp_path):
         prepare_data(spec, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- data files are workflow inputs
+def plan(proc) -> dict[str, int]:
+    """Jobs per rule in the `snakemake -n --quiet rules` table."""
+    return {
+        ln.split()[0]: int(ln.split()[1])
+        for ln in proc.stdout.splitlines()
+        if len(ln.split()) == 2 and ln.split()[1].isdigit() and ln.split()[0] != "total"
+    }
+
+
+@pytest.mark.slow
+def test_changed_data_file_re_prepares_and_retrains(tmp_path):
+    """After a finished sweep, a data file edited in place (same path) plans one prepare_data and a
+    retrain and re-evaluation of every run on it: Snakemake sees the change (data files are inputs of
+    prepare_data), with no hashing of our own."""
+    data = tmp_path / "data"
+    data.mkdir()
+    files = {f"data.{s}_file": str(shutil.copy(DEMO / f"{s}.jsonl", data)) for s in ("train", "validation", "test")}
+    sweeps = {
+        "sweeps": {
+            "d": {
+                "base": "config/tiny_run.yaml",
+                "grid": {"seed": [1, 2]},
+                "set": {"evaluation.bertscore_model": None, **files},
+            }
+        }
+    }
+    (tmp_path / "sweeps.yaml").write_text(yaml.safe_dump(sweeps))
+    wd = make_workdir(tmp_path / "wd", tmp_path / "sweeps.yaml")
+    local = ("--profile", "profiles/local", "--set-threads", "train=1", "evaluate=1")
+    proc = snakemake(wd, *local)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert (wd / "results/sweeps/d/comparison.csv").read_text().count(",completed,") == 2
+    proc = snakemake(wd, *local, "-n", "--quiet", "rules")
+    assert proc.returncode == 0 and not {"prepare_data", "train", "evaluate"} & set(plan(proc)), proc.stdout[-3000:]
+
+    rows = demo_rows("train")
+    rows[0]["document"] += " Edited."
+    write_jsonl(data / "train.jsonl", rows)  # in place: the path in every config stays the same
+    proc = snakemake(wd, *local, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    counts = plan(proc)
+    assert (counts.get("prepare_data"), counts.get("train"), counts.get("evaluate")) == (1, 2, 2), proc.stdout

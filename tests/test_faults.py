@@ -95,8 +95,13 @@ def test_concurrent_runs_and_polling_aggregate_stay_consistent(tmp_path):
     """8 runs write into one results folder while scripts/aggregate.py polls it."""
     seeds = list(range(1, 9))
     sweep = tmp_path / "config.yaml"
-    base = write_config(tmp_path / "base.yaml", tmp_path / "results", training__max_steps=4,
-                        training__eval_steps=None, evaluation__bertscore_model=None)
+    base = write_config(
+        tmp_path / "base.yaml",
+        tmp_path / "results",
+        training__max_steps=4,
+        training__eval_steps=None,
+        evaluation__bertscore_model=None,
+    )
     sweep.write_text(f"sweeps:\n  conc:\n    base: {base}\n    grid:\n      seed: {seeds}\n")
     from ledsweep.config import load_yaml
     from ledsweep.sweep import load_sweeps
@@ -106,13 +111,28 @@ def test_concurrent_runs_and_polling_aggregate_stay_consistent(tmp_path):
     for name, run in runs.items():
         cfg = tmp_path / f"{name}.yaml"
         cfg.write_text(json.dumps(run.config))  # JSON is YAML
-        procs.append(subprocess.Popen([PY, str(REPO / "scripts/train_baseline.py"), "--config", str(cfg),
-                                       "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [PY, str(REPO / "scripts/train_baseline.py"), "--config", str(cfg), "--threads", "1"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     tables = 0
     while True:
         finished = all(p.poll() is not None for p in procs)
-        out = run_cli("aggregate.py", "--sweep", "conc", "--config", sweep, "--results", tmp_path / "results",
-                      "--format", "json", check=True)
+        out = run_cli(
+            "aggregate.py",
+            "--sweep",
+            "conc",
+            "--config",
+            sweep,
+            "--results",
+            tmp_path / "results",
+            "--format",
+            "json",
+            check=True,
+        )
         rows = json.loads(out.stdout)["runs"]
         assert sorted(r["run_name"] for r in rows) == sorted(runs)
         for r in rows:

@@ -100,11 +100,15 @@ def test_second_train_baseline_on_a_locked_run_exits_2_at_once(tmp_path):
 def test_concurrent_runs_on_one_folder_one_refused_and_a_kill_never_blocks(tmp_path):
     """The issue's reproduction: two trainings of one run with different learning rates."""
     a_cfg = write_config(tmp_path / "a.yaml", tmp_path / "results", training__max_steps=5000)
-    b_cfg = write_config(tmp_path / "b.yaml", tmp_path / "results", training__max_steps=5000,
-                         training__learning_rate=3.0e-4)
+    b_cfg = write_config(
+        tmp_path / "b.yaml", tmp_path / "results", training__max_steps=5000, training__learning_rate=3.0e-4
+    )
     run = tmp_path / "results" / "tiny_run"
-    a = subprocess.Popen([PY, str(REPO / "scripts" / "train_baseline.py"), "--config", str(a_cfg)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a = subprocess.Popen(
+        [PY, str(REPO / "scripts" / "train_baseline.py"), "--config", str(a_cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until A holds the lock (it trains for minutes after that)
@@ -187,17 +191,28 @@ def test_scheduler_names_are_transformers_own():
 
 def test_config_module_stays_free_of_torch():
     code = "import sys, ledsweep.config, ledsweep.sweep; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    out = subprocess.run(
+        [PY, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")}
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("grid,message", [
-    ({"training.max_steps": [4, 8.0]}, "grid.training.max_steps: expected an integer, got float 8.0"),
-    ({"training.learning_rate": [1e-3, math.nan]}, "grid.training.learning_rate: expected a finite number, got nan"),
-    ({"generation.length_penalty": [math.inf]}, "grid.generation.length_penalty: expected a finite number, got inf"),
-    ({"seed": [1, 2**32]}, "grid.seed: expected a value <= 4294967295"),
-    ({"training.optim": ["sgd", "adam"]}, "grid.training.optim: unknown optimizer 'adam'"),
-])
+@pytest.mark.parametrize(
+    "grid,message",
+    [
+        ({"training.max_steps": [4, 8.0]}, "grid.training.max_steps: expected an integer, got float 8.0"),
+        (
+            {"training.learning_rate": [1e-3, math.nan]},
+            "grid.training.learning_rate: expected a finite number, got nan",
+        ),
+        (
+            {"generation.length_penalty": [math.inf]},
+            "grid.generation.length_penalty: expected a finite number, got inf",
+        ),
+        ({"seed": [1, 2**32]}, "grid.seed: expected a value <= 4294967295"),
+        ({"training.optim": ["sgd", "adam"]}, "grid.training.optim: unknown optimizer 'adam'"),
+    ],
+)
 def test_sweep_values_follow_the_run_config_rules(grid, message):
     with pytest.raises(SweepError, match="sweep 's'") as err:
         load_sweeps({"sweeps": {"s": {"base": str(TINY), "grid": grid}}})
@@ -215,8 +230,9 @@ def test_output_dir_that_is_a_file_fails_with_one_line(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", blocker)
     proc = run_cli("train_baseline.py", "--config", cfg, timeout=120)
     assert proc.returncode == 2
-    assert stderr_lines(proc) == [f"error: output_dir: {blocker} is a file (or a broken link), not a folder; "
-                                  f"cannot create {blocker / 'tiny_run'}"]
+    assert stderr_lines(proc) == [
+        f"error: output_dir: {blocker} is a file (or a broken link), not a folder; cannot create {blocker / 'tiny_run'}"
+    ]
     assert blocker.read_text() == "not a folder\n"
 
 
@@ -260,7 +276,9 @@ def test_tilde_is_expanded_in_every_path_key_once(monkeypatch, tmp_path):
     # sweeps: the first grid point goes through from_dict, later ones are patched: both expanded
     s = load_sweeps({"sweeps": {"s": {"base": str(TINY), "grid": {"data.test_file": ["~/a.jsonl", "~/b.jsonl"]}}}})
     assert sorted(r.config["data"]["test_file"] for r in s["s"].runs.values()) == [
-        f"{tmp_path}/a.jsonl", f"{tmp_path}/b.jsonl"]
+        f"{tmp_path}/a.jsonl",
+        f"{tmp_path}/b.jsonl",
+    ]
 
 
 def test_tilde_output_dir_puts_the_run_and_its_resume_state_in_home(tmp_path):
@@ -268,8 +286,17 @@ def test_tilde_output_dir_puts_the_run_and_its_resume_state_in_home(tmp_path):
     home.mkdir()
     cwd.mkdir()
     cfg = write_config(tmp_path / "c.yaml", Path("~/out"))
-    proc = run_cli("train_baseline.py", "--config", cfg, "--stage", "train", "--stop-after-step", "1",
-                   cwd=cwd, env={"HOME": str(home)})
+    proc = run_cli(
+        "train_baseline.py",
+        "--config",
+        cfg,
+        "--stage",
+        "train",
+        "--stop-after-step",
+        "1",
+        cwd=cwd,
+        env={"HOME": str(home)},
+    )
     assert proc.returncode == 143, proc.stderr[-3000:]
     run = home / "out" / "tiny_run"
     assert (run / "config.yaml").is_file() and (run / "resume").is_dir()
@@ -303,8 +330,11 @@ def test_recorded_config_check_ignores_only_identity_keys(tmp_path):
     run = fake_trained_run(tmp_path / "results")
     same = C.load_config(write_config(tmp_path / "same.yaml", tmp_path / "elsewhere"))
     check_recorded_config(same, RunFolder(run))  # only output_dir differs
-    other = C.load_config(write_config(tmp_path / "other.yaml", tmp_path / "results", evaluation__rouge_workers=2,
-                                       data__max_target_length=30))
+    other = C.load_config(
+        write_config(
+            tmp_path / "other.yaml", tmp_path / "results", evaluation__rouge_workers=2, data__max_target_length=30
+        )
+    )
     with pytest.raises(RunFolderError, match=r"in data\.max_target_length, evaluation\.rouge_workers;"):
         check_recorded_config(other, RunFolder(run))
 
@@ -335,8 +365,10 @@ def test_every_grid_point_name_is_checked():
         load_sweeps({"sweeps": {"s": {"base": str(TINY), "grid": {"data.text_column": ["document", long]}}}})
 
 
-@pytest.mark.parametrize("value,text", [(1e20, "1e20"), (-2.5e-7, "2.5e-07"), ("a+b", "a-b"), ("x..y", "x.y"),
-                                        ("../..", "x"), (1e300, "1e300")])
+@pytest.mark.parametrize(
+    "value,text",
+    [(1e20, "1e20"), (-2.5e-7, "2.5e-07"), ("a+b", "a-b"), ("x..y", "x.y"), ("../..", "x"), (1e300, "1e300")],
+)
 def test_format_value_emits_only_run_name_characters(value, text):
     assert format_value(value) == text
 
@@ -360,8 +392,18 @@ def existing_output(tmp_path) -> Path:
 @pytest.mark.parametrize("option,value", [("--batch-size", "0"), ("--max-new-tokens", "-3"), ("--num-beams", "0")])
 def test_summarize_refuses_bad_numbers(option, value, tmp_path, existing_output):
     before = existing_output.read_text()
-    proc = run_cli("summarize.py", "--checkpoint", tmp_path, "--input", REPO / "data/demo/test.jsonl",
-                   "--output", existing_output, option, value, timeout=60)
+    proc = run_cli(
+        "summarize.py",
+        "--checkpoint",
+        tmp_path,
+        "--input",
+        REPO / "data/demo/test.jsonl",
+        "--output",
+        existing_output,
+        option,
+        value,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert f"argument {option}: expected an integer >= 1, got {int(value)}" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -385,8 +427,16 @@ def test_summarize_keeps_an_existing_output_when_the_model_fails_to_load(tmp_pat
     ckpt.mkdir()
     (ckpt / "config.json").write_text('{"model_type": "led"}')
     (ckpt / "model.safetensors").write_bytes(b"\x00" * 100)  # truncated weights
-    proc = run_cli("summarize.py", "--checkpoint", ckpt, "--input", REPO / "data/demo/test.jsonl",
-                   "--output", existing_output, timeout=120)
+    proc = run_cli(
+        "summarize.py",
+        "--checkpoint",
+        ckpt,
+        "--input",
+        REPO / "data/demo/test.jsonl",
+        "--output",
+        existing_output,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert stderr_lines(proc)[-1].startswith("error: ")
     assert existing_output.read_text() == '{"document": "kept", "summary": "kept"}\n'
@@ -395,8 +445,16 @@ def test_summarize_keeps_an_existing_output_when_the_model_fails_to_load(tmp_pat
 
 def test_summarize_refuses_a_checkpoint_without_weights(tmp_path, existing_output):
     (tmp_path / "config.json").write_text("{}")
-    proc = run_cli("summarize.py", "--checkpoint", tmp_path, "--input", REPO / "data/demo/test.jsonl",
-                   "--output", existing_output, timeout=60)
+    proc = run_cli(
+        "summarize.py",
+        "--checkpoint",
+        tmp_path,
+        "--input",
+        REPO / "data/demo/test.jsonl",
+        "--output",
+        existing_output,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert stderr_lines(proc) == [f"error: --checkpoint: {tmp_path} has no weights (model.safetensors)"]
 

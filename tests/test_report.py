@@ -21,8 +21,12 @@ SWEEP = REPO / "tests" / "configs" / "tiny_sweep.yaml"
 RUNS = ["tiny_lr0.001_seed1", "tiny_lr0.001_seed2", "tiny_lr0.002_seed1", "tiny_lr0.002_seed2"]
 LOCAL = ("--profile", "profiles/local", "--set-threads", "train=1", "evaluate=1")
 CHROMIUM = os.environ.get("LEDSWEEP_CHROMIUM", "/usr/bin/chromium")
-PLOTS = [*(f"results/{r}/plots/loss.png" for r in RUNS), "results/sweeps/tiny/rougeL_vs_training.learning_rate.png",
-         "results/sweeps/tiny/loss_curves.png", "results/sweeps/tiny/comparison.html"]
+PLOTS = [
+    *(f"results/{r}/plots/loss.png" for r in RUNS),
+    "results/sweeps/tiny/rougeL_vs_training.learning_rate.png",
+    "results/sweeps/tiny/loss_curves.png",
+    "results/sweeps/tiny/comparison.html",
+]
 
 
 def browser_or_skip():
@@ -82,8 +86,12 @@ def test_report_after_one_sweep_run_with_configfile(tmp_path):
     assert "report: sweep tiny left out: it has no results yet" in proc.stdout
     assert "report: sweep one: 1 of 4 results in the report, 3 not made yet" in proc.stdout
     text = (wd / "report.html").read_text(encoding="utf-8")
-    for path in ("results/sweeps/one/comparison.csv", "results/sweeps/one/comparison_by_config.csv",
-                 "results/one_seed1/config.yaml", "results/one_seed1/summary.json"):
+    for path in (
+        "results/sweeps/one/comparison.csv",
+        "results/sweeps/one/comparison_by_config.csv",
+        "results/one_seed1/config.yaml",
+        "results/one_seed1/summary.json",
+    ):
         assert path in text, path
     assert "results/sweeps/one/loss_curves.png" not in text and "tiny_lr" not in text
 
@@ -121,8 +129,9 @@ def test_report_in_headless_chromium(report, tmp_path):
     _, html, _ = report
     t0 = time.monotonic()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             requests = []

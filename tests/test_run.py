@@ -21,19 +21,47 @@ def weights_sha(run_dir):
 
 def test_run_folder_is_complete(baseline):
     assert {p.name for p in baseline.iterdir()} >= {
-        "config.yaml", "meta.json", "summary.json", "checkpoint", "predictions.jsonl", "log_history.jsonl",
-        "requirements.txt", "resume",
+        "config.yaml",
+        "meta.json",
+        "summary.json",
+        "checkpoint",
+        "predictions.jsonl",
+        "log_history.jsonl",
+        "requirements.txt",
+        "resume",
     }
     assert not (baseline / "failure.json").exists()
     summary = json.loads((baseline / "summary.json").read_text())
     m = summary["metrics"]
-    for key in ("loss", "rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore", "bertscore_precision", "bertscore_recall"):
+    for key in (
+        "loss",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "rougeLsum",
+        "bertscore",
+        "bertscore_precision",
+        "bertscore_recall",
+    ):
         assert isinstance(m[key], float), key
         assert key == "loss" or 0.0 <= m[key] <= 1.0, (key, m[key])
     assert summary["runtime_seconds"] > 0 and summary["end_time"]
     meta = json.loads((baseline / "meta.json").read_text())
-    for key in ("start_time", "device", "hostname", "slurm_job_id", "python", "versions", "git_commit", "git_dirty",
-                "config_sha256", "data_sha256", "command", "num_threads", "weights_sha256"):
+    for key in (
+        "start_time",
+        "device",
+        "hostname",
+        "slurm_job_id",
+        "python",
+        "versions",
+        "git_commit",
+        "git_dirty",
+        "config_sha256",
+        "data_sha256",
+        "command",
+        "num_threads",
+        "weights_sha256",
+    ):
         assert key in meta, key
     assert meta["start_time"][-6] in "+-"  # ISO 8601 with zone
     assert meta["versions"]["torch"].startswith("2.13.0")
@@ -111,7 +139,9 @@ def test_half_written_checkpoint_is_skipped(baseline, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tmp_path)
     assert run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "save:8"}).returncode < 0
     run = tmp_path / "tiny_run"
-    assert (run / "resume" / "checkpoint-8").is_dir() and not (run / "resume" / "checkpoint-8" / COMPLETE_MARKER).exists()
+    assert (run / "resume" / "checkpoint-8").is_dir() and not (
+        run / "resume" / "checkpoint-8" / COMPLETE_MARKER
+    ).exists()
     proc = run_cli("train_baseline.py", "--config", cfg, check=True)
     assert "resuming from checkpoint-4" in proc.stderr and "skipping incomplete checkpoint" in proc.stderr
     assert weights_sha(run) == weights_sha(baseline)
@@ -119,10 +149,17 @@ def test_half_written_checkpoint_is_skipped(baseline, tmp_path):
 
 
 def test_sigterm_saves_a_resume_checkpoint(baseline, tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", tmp_path, training__max_steps=400, training__save_steps=1000,
-                       training__eval_steps=None, training__logging_steps=1)
-    proc = subprocess.Popen([PY, str(REPO / "scripts" / "train_baseline.py"), "--config", str(cfg)],
-                            stderr=subprocess.PIPE, text=True)
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        tmp_path,
+        training__max_steps=400,
+        training__save_steps=1000,
+        training__eval_steps=None,
+        training__logging_steps=1,
+    )
+    proc = subprocess.Popen(
+        [PY, str(REPO / "scripts" / "train_baseline.py"), "--config", str(cfg)], stderr=subprocess.PIPE, text=True
+    )
     for line in proc.stderr:  # wait until training runs
         if "step 3/400" in line:
             break
@@ -137,7 +174,15 @@ def test_sigterm_saves_a_resume_checkpoint(baseline, tmp_path):
 
 def test_summarize_from_checkpoint(baseline, tmp_path):
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"document": d}) + "\n" for d in ["Maria Okafor, the mayor of Lisbon, opened a new library on Tuesday.", "On Friday, Oslo chief Ivan Berg closed a new bridge."]))
+    docs.write_text(
+        "".join(
+            json.dumps({"document": d}) + "\n"
+            for d in [
+                "Maria Okafor, the mayor of Lisbon, opened a new library on Tuesday.",
+                "On Friday, Oslo chief Ivan Berg closed a new bridge.",
+            ]
+        )
+    )
     out = tmp_path / "out.jsonl"
     run_cli("summarize.py", "--checkpoint", baseline / "checkpoint", "--input", docs, "--output", out, check=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -49,6 +49,11 @@ def test_run_names_cannot_escape_results(name):
 
 
 def test_accepted_run_names_stay_inside_output_dir(tmp_path):
-    cfg = C.from_dict({"run_name": "ok.name-1_x", "output_dir": str(tmp_path),
-                       "data": {"train_file": "x.jsonl", "test_file": "y.jsonl"}})
+    cfg = C.from_dict(
+        {
+            "run_name": "ok.name-1_x",
+            "output_dir": str(tmp_path),
+            "data": {"train_file": "x.jsonl", "test_file": "y.jsonl"},
+        }
+    )
     assert cfg.run_dir.resolve().parent == Path(tmp_path).resolve()

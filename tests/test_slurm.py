@@ -86,34 +86,54 @@ def test_single_target_through_slurm_rebuilds_only_that_run(slurm_sweep):
     shutil.rmtree(wd / "results" / RUNS[0])
     proc = snakemake(wd, *SLURM, targets=[f"results/{RUNS[0]}/summary.json"], timeout=300)
     assert proc.returncode == 0, proc.stdout[-6000:]
-    assert sorted(jobs_run(proc.stdout)) == ["evaluate", "run_config", "train"]
+    assert sorted(jobs_run(proc.stdout)) == ["evaluate", "link_checkpoint", "run_config", "train"]
     assert {r: (wd / "results" / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]} == before
 
 
 def test_real_failure_is_reported_and_others_complete(tmp_path):
-    """A run whose data file disappears before its job starts fails; keep-going finishes the rest."""
+    """A run whose data file disappears before its jobs start fails (its prepare_data job, naming the file);
+    keep-going finishes the rest."""
     data = tmp_path / "data2"
     data.mkdir()
     for split in ("train", "validation", "test"):
         shutil.copy(REPO / "data/demo" / f"{split}.jsonl", data / f"{split}.jsonl")
     shutil.copy(data / "train.jsonl", data / "train_b.jsonl")
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"sweeps": {"fail": {
-        "base": "config/tiny_run.yaml",
-        "grid": {"data.train_file": [str(data / "train.jsonl"), str(data / "train_b.jsonl")]},
-        "set": {"evaluation.bertscore_model": None},
-    }}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "sweeps": {
+                    "fail": {
+                        "base": "config/tiny_run.yaml",
+                        "grid": {"data.train_file": [str(data / "train.jsonl"), str(data / "train_b.jsonl")]},
+                        "set": {"evaluation.bertscore_model": None},
+                    }
+                }
+            }
+        )
+    )
     wd = make_workdir(tmp_path / "wd", sweep)
     (data / "train_b.jsonl").unlink()  # after the sweep was written, before any job starts
     proc = snakemake(wd, *SLURM, timeout=420)
     assert proc.returncode != 0
     bad = [r for r in os.listdir(wd / "results") if r.endswith("train-b")]
     assert len(bad) == 1, os.listdir(wd / "results")
-    assert f"results/{bad[0]}/logs/train.log" in proc.stdout  # names the run and its log
+    assert "rule prepare_data" in proc.stdout and "results/prepared/logs/" in proc.stdout  # the job and its log
     good = [r for r in os.listdir(wd / "results") if r.startswith("fail_") and r != bad[0]]
     assert len(good) == 1 and (wd / "results" / good[0] / "summary.json").is_file()
-    out = run_cli("aggregate.py", "--sweep", "fail", "--config", wd / "config/config.yaml", "--results",
-                  wd / "results", "--format", "csv", cwd=wd, check=True)
+    out = run_cli(
+        "aggregate.py",
+        "--sweep",
+        "fail",
+        "--config",
+        wd / "config/config.yaml",
+        "--results",
+        wd / "results",
+        "--format",
+        "csv",
+        cwd=wd,
+        check=True,
+    )
     status = {r["run_name"]: r for r in csv.DictReader(out.stdout.splitlines())}
     assert status[bad[0]]["status"] == "failed" and "train_b.jsonl" in status[bad[0]]["reason"]
     assert status[good[0]]["status"] == "completed"
@@ -124,11 +144,26 @@ def test_time_limit_kill_resumes_to_the_same_weights(tmp_path):
     (LEDSWEEP_STOP_BEFORE_END seconds before the job's end time), the job fails, and Snakemake's
     retries resume it until it ends with the weights of an uninterrupted run."""
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"sweeps": {"limit": {
-        "base": str(REPO / "tests/configs/tiny_run.yaml"), "grid": {"seed": [1]},
-        "set": {"training.max_steps": 1000, "training.save_steps": 100000, "training.eval_steps": None,
-                "training.logging_steps": 250, "data.max_train_samples": 256, "evaluation.bertscore_model": None},
-    }}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "sweeps": {
+                    "limit": {
+                        "base": str(REPO / "tests/configs/tiny_run.yaml"),
+                        "grid": {"seed": [1]},
+                        "set": {
+                            "training.max_steps": 1000,
+                            "training.save_steps": 100000,
+                            "training.eval_steps": None,
+                            "training.logging_steps": 250,
+                            "data.max_train_samples": 256,
+                            "evaluation.bertscore_model": None,
+                        },
+                    }
+                }
+            }
+        )
+    )
     wd = make_workdir(tmp_path / "wd", sweep)
     from ledsweep.config import dump_yaml, load_yaml
     from ledsweep.sweep import load_sweeps
@@ -137,11 +172,31 @@ def test_time_limit_kill_resumes_to_the_same_weights(tmp_path):
     # alongside the Slurm jobs
     resolved = load_sweeps(load_yaml(sweep))["limit"].runs["limit_seed1"].config
     (tmp_path / "ref.yaml").write_text(dump_yaml({**resolved, "output_dir": str(tmp_path / "ref")}))
-    reference = subprocess.Popen([sys.executable, str(REPO / "scripts/train_baseline.py"), "--config",
-                                  str(tmp_path / "ref.yaml"), "--threads", "2", "--stage", "train"], cwd=wd,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc = snakemake(wd, *SLURM, "--set-resources", "train:runtime=1", "--retries", "4", timeout=540,
-                     env={"LEDSWEEP_STOP_BEFORE_END": "25"})
+    reference = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts/train_baseline.py"),
+            "--config",
+            str(tmp_path / "ref.yaml"),
+            "--threads",
+            "2",
+            "--stage",
+            "train",
+        ],
+        cwd=wd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    proc = snakemake(
+        wd,
+        *SLURM,
+        "--set-resources",
+        "train:runtime=1",
+        "--retries",
+        "6",
+        timeout=600,
+        env={"LEDSWEEP_STOP_BEFORE_END": "25"},
+    )
     assert reference.wait(timeout=300) == 0
     assert proc.returncode == 0, proc.stdout[-8000:]
     run = wd / "results" / "limit_seed1"
@@ -150,4 +205,5 @@ def test_time_limit_kill_resumes_to_the_same_weights(tmp_path):
     stops = [a.get("stopped") for a in meta["attempt_history"]]
     assert "job end time near" in stops, meta["attempt_history"]  # it stopped itself, before Slurm's kill
     assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(
-        tmp_path / "ref/limit_seed1/checkpoint/model.safetensors")
+        tmp_path / "ref/limit_seed1/checkpoint/model.safetensors"
+    )

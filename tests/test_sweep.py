@@ -33,8 +33,9 @@ def test_names_do_not_depend_on_key_order():
 
 
 def test_zip_and_set():
-    s = sweeps(grid={"seed": [1]}, zip={"model.d_model": [32, 64], "model.ffn_dim": [64, 128]},
-               set={"training.max_steps": 3})
+    s = sweeps(
+        grid={"seed": [1]}, zip={"model.d_model": [32, 64], "model.ffn_dim": [64, 128]}, set={"training.max_steps": 3}
+    )
     assert sorted(s.runs) == ["s_dm32_ffn_dim64_seed1", "s_dm64_ffn_dim128_seed1"]
     assert all(r.config["training"]["max_steps"] == 3 for r in s.runs.values())
 
@@ -45,13 +46,16 @@ def test_names_are_valid_run_names_and_sanitised():
     assert run_name("x", {"training.gradient_checkpointing": True}) == "x_gradient_checkpointingtrue"
 
 
-@pytest.mark.parametrize("grid,message", [
-    ({"training.learning_rate": []}, "grid.training.learning_rate: expected a non-empty list"),
-    ({"training.lr": [1.0]}, "unknown config key 'training.lr'"),
-    ({"training.learning_rate": ["fast"]}, "grid.training.learning_rate: value 'fast'"),
-    ({"training.learning_rate": [1.0e-3, 1.00001e-3]}, "two grid points map to the run name 's_lr0.001'"),
-    ({"output_dir": ["a"]}, "grid.output_dir: cannot be swept"),
-])
+@pytest.mark.parametrize(
+    "grid,message",
+    [
+        ({"training.learning_rate": []}, "grid.training.learning_rate: expected a non-empty list"),
+        ({"training.lr": [1.0]}, "unknown config key 'training.lr'"),
+        ({"training.learning_rate": ["fast"]}, "grid.training.learning_rate: value 'fast'"),
+        ({"training.learning_rate": [1.0e-3, 1.00001e-3]}, "two grid points map to the run name 's_lr0.001'"),
+        ({"output_dir": ["a"]}, "grid.output_dir: cannot be swept"),
+    ],
+)
 def test_bad_grids_name_sweep_and_key(grid, message):
     with pytest.raises(SweepError, match="sweep 's'") as err:
         sweeps(grid=grid)

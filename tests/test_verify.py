@@ -183,7 +183,9 @@ def test_different_package_versions_are_named(baseline, tmp_path):
     (run / "requirements.txt").write_text("\n".join(reqs + ["left-pad==1.0"]) + "\n")
     report = verify_run(run, steps=0)
     found = fields(report)
-    assert found["versions.transformers"].recorded == "4.0.0" and found["versions.transformers"].now == metadata.version("transformers")
+    assert found["versions.transformers"].recorded == "4.0.0" and found[
+        "versions.transformers"
+    ].now == metadata.version("transformers")
     assert found["package.pyyaml"].recorded == "0.0.1"
     assert found["package.left-pad"].now == "absent"
     assert {found[f].kind for f in ("versions.transformers", "package.pyyaml")} == {"environment"}

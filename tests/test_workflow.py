@@ -72,7 +72,7 @@ def test_rerun_one_target_rebuilds_only_that_run(sweep_dir):
     shutil.rmtree(results / RUNS[0])
     proc = snakemake(sweep_dir, *LOCAL, targets=[f"results/{RUNS[0]}/summary.json"])
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert sorted(jobs_run(proc.stdout)) == ["evaluate", "run_config", "train"]
+    assert sorted(jobs_run(proc.stdout)) == ["evaluate", "link_checkpoint", "run_config", "train"]
     assert f"results/{RUNS[0]}/" in proc.stdout and not any(f"results/{r}/" in proc.stdout for r in RUNS[1:])
     assert {r: (results / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]} == other
 
@@ -131,8 +131,19 @@ def test_aggregate_cli_reports_missing_failed_corrupt(sweep_dir, tmp_path):
     (results / RUNS[3] / "summary.json").unlink()
     (results / RUNS[3] / "failure.json").write_text('{"status": "failed", "stage": "train", "reason": "boom"}')
     shutil.rmtree(results / RUNS[1])
-    proc = run_cli("aggregate.py", "--sweep", "tiny", "--config", sweep_dir / "config/config.yaml",
-                   "--results", results, "--format", "csv", cwd=sweep_dir, check=True)
+    proc = run_cli(
+        "aggregate.py",
+        "--sweep",
+        "tiny",
+        "--config",
+        sweep_dir / "config/config.yaml",
+        "--results",
+        results,
+        "--format",
+        "csv",
+        cwd=sweep_dir,
+        check=True,
+    )
     rows = {r["run_name"]: r for r in csv.DictReader(proc.stdout.splitlines())}
     assert rows[RUNS[0]]["status"] == "completed"
     assert rows[RUNS[1]]["status"] == "missing"

@@ -29,15 +29,22 @@ def snakemake(workdir: Path, *args, targets=(), timeout: int = 600, env: dict | 
     Targets go first: options such as --forcerun and --set-threads take lists that would swallow them.
     """
     proc = subprocess.Popen(
-        [PY, "-m", "snakemake", *map(str, targets), *map(str, args)], cwd=workdir, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [PY, "-m", "snakemake", *map(str, targets), *map(str, args)],
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         out, _ = proc.communicate()
-        raise AssertionError(f"snakemake {' '.join(map(str, args))} timed out after {timeout}s\n{out[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(map(str, args))} timed out after {timeout}s\n{out[-6000:]}"
+        ) from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 

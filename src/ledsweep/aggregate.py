@@ -5,12 +5,14 @@
     write_tables("results", sweep, "results/sweeps/demo")   # comparison.csv, comparison_by_config.csv
 
 A run is `completed` (valid summary.json, finite metrics), `modified` (completed, but its config.yaml no
-longer hashes to the config_sha256 that meta.json recorded when it trained), `stale` (completed, but a
-data file it was trained or evaluated on has changed since: its sha256 differs from meta.json),
-`corrupt` (a file that should parse does not), `failed` (failure.json, or a metric that is NaN or
-infinite), `running` (meta.json), `pending` (folder only) or `missing` (no folder). Only `completed`
-runs count in by-config statistics and for "best". The config columns of a run with a summary come from
-its own config.yaml (what it recorded), not from the sweep as it is defined now.
+longer hashes to the config_sha256 that meta.json recorded when it trained), `corrupt` (a file that
+should parse does not), `failed` (failure.json, a metric that is NaN or infinite, or the preparation of
+its data failed: `<results>/prepared/<key>.failure.json`, see ledsweep.data.failure_path), `running`
+(meta.json, or trained/meta.json while the workflow trains it), `pending` (folder only) or `missing` (no
+folder). Only `completed` runs count in by-config statistics and for "best". The config columns of a run
+with a summary come from its own config.yaml (what it recorded), not from the sweep as it is defined now.
+Data files are not hashed here: they are inputs of the workflow's prepare_data rule, so a changed file
+re-prepares, retrains and re-evaluates the runs that use it.
 
 Each file is read once, with no exists()-then-open() gap: a file that vanishes mid-read is simply the
 state we see. Metric names, directions and formats come from ledsweep.metrics_registry. No torch, no
@@ -38,14 +40,16 @@ from typing import Any
 
 from . import metrics_registry as registry
 from .config import IDENTITY_KEYS, config_sha256
+from .data import MANIFEST, PREPARED_DIRNAME, data_key, data_keys, data_spec, failure_path
 from .runfolder import atomic_write_text
 from .sweep import Sweep
 
-STATUSES = ("completed", "modified", "stale", "corrupt", "failed", "running", "pending", "missing")
+STATUSES = ("completed", "modified", "corrupt", "failed", "running", "pending", "missing")
 PROVENANCE = ("runtime_seconds", "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes")
 STAT_SUFFIXES = ("mean", "std", "ci95")
 
 _MISSING = object()  # a file that is not there (as opposed to one that does not parse)
+TRAINED_META = os.path.join("trained", "meta.json")  # the workflow's train rule writes it at start and end
 
 
 class _Bad(Exception):
@@ -139,12 +143,14 @@ def _inspect(run_dir: str, names: tuple[str, ...]) -> tuple:
                 return "completed", "meta.json missing (no provenance)", summary, None, raw
             return "completed", None, summary, meta, raw
         failure = _load(os.path.join(run_dir, "failure.json"))
-        meta = _load(os.path.join(run_dir, "meta.json"))
+        meta, meta_name = _load(os.path.join(run_dir, "meta.json")), "meta.json"
+        if meta is _MISSING:  # not linked yet (workflow): is the run's own training under way?
+            meta, meta_name = _load_trained_meta(run_dir), TRAINED_META
         meta = None if meta is _MISSING else meta
         if failure is not _MISSING:
             reason = str(failure.get("reason") or "no reason recorded")
             reason = f"{failure['stage']}: {reason}" if failure.get("stage") else reason
-            if meta is not None and _newer(run_dir, "meta.json", "failure.json"):
+            if meta is not None and _newer(run_dir, meta_name, "failure.json"):
                 return "running", f"retrying after: {reason}", None, meta, None  # a new attempt rewrote meta.json
             return "failed", reason, None, meta, None
         if meta is not None:
@@ -154,6 +160,14 @@ def _inspect(run_dir: str, names: tuple[str, ...]) -> tuple:
     if os.path.isdir(run_dir):
         return "pending", None, None, None, None
     return "missing", None, None, None, None
+
+
+def _load_trained_meta(run_dir: str) -> Any:
+    """trained/meta.json, read as `_load` reads a file (a `_Bad` message names it trained/meta.json)."""
+    try:
+        return _load(os.path.join(run_dir, TRAINED_META))
+    except _Bad as e:
+        raise _Bad(f"trained/{e}") from None
 
 
 def _newer(run_dir: str, a: str, b: str) -> bool:
@@ -184,18 +198,28 @@ def _modified(recorded_sha: Any, own: OwnConfig) -> str | None:
     if own.sha256 is None:
         return "config.yaml holds a value JSON cannot hold (not a config ledsweep wrote)"
     if own.sha256 != recorded_sha:
-        return (f"config.yaml changed after the run (config_sha256 {own.sha256[:12]}, meta.json recorded "
-                f"{str(recorded_sha)[:12]}): the metrics are those of the config it was trained with")
+        return (
+            f"config.yaml changed after the run (config_sha256 {own.sha256[:12]}, meta.json recorded "
+            f"{str(recorded_sha)[:12]}): the metrics are those of the config it was trained with"
+        )
     return None
 
 
 def run_status(run_dir: str | Path) -> tuple[str, str | None]:
-    """(status, reason) of one run folder; status is one of STATUSES, reason None or a short text. (Data
-    files are not hashed here: `stale` is decided by `collect`, which hashes each file once per table.)"""
-    status, reason, _, meta, raw = _inspect(os.fspath(run_dir), registry.names())
+    """(status, reason) of one run folder; status is one of STATUSES, reason None or a short text. A pending
+    run whose config.yaml names data whose preparation failed (in the folder's parent: the results folder)
+    is `failed`."""
+    run_dir = os.fspath(run_dir)
+    status, reason, _, meta, raw = _inspect(run_dir, registry.names())
     if status == "completed" and meta is not None and "config_sha256" in meta:
         reason = _modified(meta["config_sha256"], OwnConfigs([]).read(raw))
         status = "modified" if reason else status
+    elif status == "pending":
+        failures = PrepareFailures(os.path.dirname(os.path.abspath(run_dir)))
+        key = _recorded_data_key(run_dir) if failures else None
+        failed = failures.reason(key) if key else None
+        if failed:
+            status, reason = "failed", failed
     return status, reason
 
 
@@ -210,7 +234,7 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
     results_dir, names = os.fspath(results_dir), metric_names(sweep)
     states = _inspect_all([os.path.join(results_dir, name) for name in sweep.runs], names)
     own_configs = OwnConfigs(sweep.keys)
-    rows, hashes, unchanged = [], {}, None  # unchanged: the last data_sha256 found current (runs share it)
+    rows = []
     for (name, run), (status, reason, summary, meta, raw) in zip(sweep.runs.items(), states):
         summary, meta = summary or {}, meta or {}
         row = {"run_name": name, "status": status, "reason": reason}
@@ -227,35 +251,104 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
             row.update(zip(sweep.keys, map(run.overrides.get, sweep.keys)))
         row.update(zip(names, map((summary.get("metrics") or {}).get, names)))
         jobs = meta.get("slurm_job_ids")
-        row.update(runtime_seconds=summary.get("runtime_seconds"), device=meta.get("device"),
-                   git_commit=meta.get("git_commit"), config_sha256=meta.get("config_sha256"),
-                   slurm_job_ids=";".join(map(str, jobs)) if isinstance(jobs, list) else jobs,
-                   resumes=meta.get("resumes"))
+        row.update(
+            runtime_seconds=summary.get("runtime_seconds"),
+            device=meta.get("device"),
+            git_commit=meta.get("git_commit"),
+            config_sha256=meta.get("config_sha256"),
+            slurm_job_ids=";".join(map(str, jobs)) if isinstance(jobs, list) else jobs,
+            resumes=meta.get("resumes"),
+        )
         rows.append(row)
-        recorded = meta.get("data_sha256") or {}
-        if row["status"] == "completed" and recorded != unchanged:
-            changed = _changed_data(recorded, hashes)
-            if changed:
-                row.update(status="stale", reason="data changed since the run: " + ", ".join(changed))
-            else:
-                unchanged = recorded
+    _mark_prepare_failures(results_dir, sweep, rows, own_configs)
     return rows
 
 
-def _changed_data(recorded: dict[str, str], cache: dict[str, str | None]) -> list[str]:
-    """Data files whose sha256 now differs from the recorded one (each file hashed once per table)."""
-    from .runfolder import sha256_file
+# ---------------------------------------------------------------------------------------------------------------
+# runs that wait for data whose preparation failed (the workflow's prepare_data rule)
 
-    changed = []
-    for path, sha in recorded.items():
-        if path not in cache:
+
+class PrepareFailures:
+    """The failed preparations under `<results_dir>/prepared/` (`data.failure_path` files), each read once.
+    Listed with one listdir: with no failure file (the usual case) nothing else is read."""
+
+    def __init__(self, results_dir: str):
+        self.root = os.path.join(results_dir, PREPARED_DIRNAME)
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            names = []
+        self.keys = {k for n in names if failure_path(k := n.split(".", 1)[0]).name == n}
+        self.reasons: dict[str, str | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    def reason(self, key: str) -> str | None:
+        """`prepare_data: <reason>` when the preparation of data `key` failed (and was not redone since)."""
+        if key not in self.keys:
+            return None
+        if key not in self.reasons:
+            self.reasons[key] = self._read(key)
+        return self.reasons[key]
+
+    def _read(self, key: str) -> str | None:
+        if os.path.exists(os.path.join(self.root, key, MANIFEST)):
+            return None  # prepared since (train_baseline.py does not remove the workflow's failure record)
+        try:
+            record = _load(os.fspath(failure_path(os.path.join(self.root, key))))
+        except _Bad as e:
+            return f"prepare_data: failed ({e})"
+        if record is _MISSING:
+            return None  # removed since the listing: prepared now
+        return f"prepare_data: {record.get('reason') or 'no reason recorded'}"
+
+
+def _data_key_of(config: Any) -> str | None:
+    """The data key of a run config mapping; None when it is not a config data_spec can read."""
+    try:
+        return data_key(data_spec(config))
+    except (KeyError, TypeError, ValueError, AttributeError):  # an old or hand-edited config.yaml: stays pending
+        return None
+
+
+def _recorded_data_key(run_dir: str) -> str | None:
+    """The data key of the config.yaml in a run folder (a full YAML parse; None when absent or unusable)."""
+    import yaml
+
+    try:
+        config = yaml.load(
+            _read(os.path.join(run_dir, "config.yaml")), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return _data_key_of(config)
+
+
+def _mark_prepare_failures(results_dir: str, sweep: Sweep, rows: list[dict], own_configs: OwnConfigs) -> None:
+    """`pending` and `missing` runs whose data failed to prepare become `failed`, with the reason. The data
+    key of a pending run comes from its own config.yaml (read the fast way: when it hashes to the sweep's
+    config for the run, the sweep's key, shared by runs that swept no data key; else a full parse), that of
+    a missing run from the sweep. Nothing is read when no preparation failed."""
+    waiting = [r for r in rows if r["status"] in ("pending", "missing")]
+    failures = PrepareFailures(results_dir) if waiting else None
+    if not failures:
+        return
+    sweep_key = data_keys({r["run_name"]: sweep.runs[r["run_name"]] for r in waiting})[0]
+    for row in waiting:
+        name = row["run_name"]
+        key = sweep_key[name]
+        if row["status"] == "pending":
+            run_dir = os.path.join(results_dir, name)
             try:
-                cache[path] = sha256_file(path)
+                raw = _read(os.path.join(run_dir, "config.yaml"))
             except OSError:
-                cache[path] = None
-        if cache[path] != sha:
-            changed.append(path if cache[path] else f"{path} (missing)")
-    return changed
+                raw = None  # no config.yaml yet: the sweep's
+            if raw is not None and own_configs.read(raw).sha256 != config_sha256(sweep.runs[name].config):
+                key = _recorded_data_key(run_dir)
+        reason = failures.reason(key) if key else None
+        if reason:
+            row.update(status="failed", reason=reason)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -316,7 +409,8 @@ class OwnConfigs:
         try:
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as e:
-            return OwnConfig(None, dict.fromkeys(self.paths), f"config.yaml: not valid YAML ({' '.join(str(e).split())})")
+            why = " ".join(str(e).split())
+            return OwnConfig(None, dict.fromkeys(self.paths), f"config.yaml: not valid YAML ({why})")
         if not isinstance(data, dict):
             return OwnConfig(None, dict.fromkeys(self.paths), "config.yaml: not a mapping of config keys")
         try:
@@ -340,7 +434,7 @@ class OwnConfigs:
             line = lines[i]
             if prefix is None or not line.startswith(prefix):
                 return None  # a comment, a section header or a key changed
-            rest = line[len(prefix):]
+            rest = line[len(prefix) :]
             if slot is None:  # run_name / output_dir: not hashed, not a column; must stay a one-line plain value
                 if not _PLAIN_NAME.match(rest):
                     return None
@@ -348,7 +442,7 @@ class OwnConfigs:
             parsed = self.scalars.get(rest, _ABSENT)
             if parsed is _ABSENT:
                 parsed = self.scalars[rest] = _parse_value(rest)
-            if parsed is None:
+            if parsed is None or slot in t.under_keys:
                 return None
             if seq is None:
                 seq, values = list(t.seq), dict(t.values)
@@ -395,10 +489,11 @@ class _Template:
     """A config.yaml in plain block style (`key: value` lines, `key:` section headers, comments, blank
     lines), its parsed mapping, and config_sha256's canonical JSON split around every leaf value."""
 
-    def __init__(self, lines, prefix, slot, slots, seq, values, sha256):
+    def __init__(self, lines, prefix, slot, slots, seq, values, sha256, under_keys):
         self.lines, self.prefix, self.slot, self.slots = lines, prefix, slot, slots
         self.indices = range(len(lines))
         self.seq, self.values, self.sha256 = seq, values, sha256
+        self.under_keys = under_keys  # slots inside a swept key's value (a mapping): read those files in full
 
     @classmethod
     def build(cls, text: str, data: dict, paths: dict[str, tuple]) -> _Template | None:
@@ -417,7 +512,8 @@ class _Template:
             while stack and stack[-1][0] >= indent:
                 stack.pop()
             path = (*(k for _, k in stack), key)
-            deeper = n + 1 < len(content) and len(lines[content[n + 1]]) - len(lines[content[n + 1]].lstrip(" ")) > indent
+            following = lines[content[n + 1]] if n + 1 < len(content) else ""
+            deeper = len(following) - len(following.lstrip(" ")) > indent
             if rest is None or not rest.strip():
                 if not deeper:
                     return None  # `key:` with nothing under it: a null that a value line could turn into a section
@@ -444,7 +540,8 @@ class _Template:
         slot_index = {p: j for j, p in enumerate(slots)}
         slot = [slot_index.get(leaf_of[i]) if i in leaf_of else None for i in range(len(lines))]
         values = {k: None if (v := _get(data, p)) is _ABSENT else v for k, p in paths.items()}
-        return cls(lines, prefix, slot, slots, seq, values, hashlib.sha256(canonical.encode()).hexdigest())
+        under = {j for j, s in enumerate(slots) if any(len(s) > len(p) and s[: len(p)] == p for p in paths.values())}
+        return cls(lines, prefix, slot, slots, seq, values, hashlib.sha256(canonical.encode()).hexdigest(), under)
 
 
 def _leaf_paths(data: dict, path: tuple = ()) -> list[tuple] | None:
@@ -534,17 +631,21 @@ def by_config(rows: list[dict], sweep: Sweep) -> list[dict]:
     """One row per configuration (seeds pooled): the sweep's configurations in sweep order, then any other
     that completed runs recorded (n_expected 0); n (completed runs, grouped by the values their own
     config.yaml holds), n_expected, and <m>_mean / <m>_std / <m>_ci95 for every metric (None where fewer
-    than 1 / 2 values). Runs that are not `completed` (modified, stale, failed, ...) are not counted."""
+    than 1 / 2 values). Runs that are not `completed` (modified, failed, ...) are not counted."""
     keys, names = group_keys(sweep), metric_names(sweep)
     groups: dict[tuple, dict] = {}
     for run in sweep.runs.values():
-        g = groups.setdefault(tuple(repr(run.overrides[k]) for k in keys),
-                              {"values": {k: run.overrides[k] for k in keys}, "n_expected": 0, "done": []})
+        g = groups.setdefault(
+            tuple(repr(run.overrides[k]) for k in keys),
+            {"values": {k: run.overrides[k] for k in keys}, "n_expected": 0, "done": []},
+        )
         g["n_expected"] += 1
     for r in rows:
         if r.get("status") == "completed":
-            g = groups.setdefault(tuple(repr(r.get(k)) for k in keys),
-                                  {"values": {k: r.get(k) for k in keys}, "n_expected": 0, "done": []})
+            g = groups.setdefault(
+                tuple(repr(r.get(k)) for k in keys),
+                {"values": {k: r.get(k) for k in keys}, "n_expected": 0, "done": []},
+            )
             g["done"].append(r)
     out = []
     for g in groups.values():
@@ -599,8 +700,9 @@ def to_csv(rows: list[dict], header: list[str]) -> str:
     return buf.getvalue()
 
 
-def write_tables(results_dir: str | Path, sweep: Sweep, out_dir: str | Path, sort: str | None = None,
-                 rows: list[dict] | None = None) -> tuple[Path, Path]:
+def write_tables(
+    results_dir: str | Path, sweep: Sweep, out_dir: str | Path, sort: str | None = None, rows: list[dict] | None = None
+) -> tuple[Path, Path]:
     """Write `comparison.csv` and `comparison_by_config.csv` into `out_dir` atomically, best first by
     `sort` (default the sweep's primary metric); return their paths. `rows`: already collected rows."""
     rows = collect(results_dir, sweep) if rows is None else rows
@@ -659,9 +761,12 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", required=True, help="sweep name (a key of `sweeps:` in the workflow config)")
     p.add_argument("--config", default="config/config.yaml", help="workflow config YAML (default: %(default)s)")
     p.add_argument("--results", default="results", help="folder holding the run folders (default: %(default)s)")
-    p.add_argument("--sort", metavar="METRIC",
-                   help=f"metric to rank by: {', '.join(registry.names())} or one of the sweep's extra metrics "
-                        f"(default: the sweep's primary_metric)")
+    p.add_argument(
+        "--sort",
+        metavar="METRIC",
+        help=f"metric to rank by: {', '.join(registry.names())} or one of the sweep's extra metrics "
+        f"(default: the sweep's primary_metric)",
+    )
     p.add_argument("--format", choices=("table", "csv", "markdown", "json"), default="table")
 
 
@@ -682,8 +787,9 @@ def sort_metric(args: argparse.Namespace, sweep: Sweep) -> str:
 
     metric = args.sort or sweep.primary_metric
     if metric not in metric_names(sweep):
-        raise ConfigError(f"--sort {metric}: not a metric of sweep {sweep.name}; expected one of "
-                          f"{', '.join(metric_names(sweep))}")
+        raise ConfigError(
+            f"--sort {metric}: not a metric of sweep {sweep.name}; expected one of {', '.join(metric_names(sweep))}"
+        )
     return metric
 
 
@@ -693,9 +799,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="aggregate.py", description="Compare the runs of a sweep (works mid-sweep).")
     add_sweep_arguments(p)
-    p.add_argument("--write", nargs="?", const="", metavar="DIR",
-                   help="also write comparison.csv + comparison_by_config.csv to DIR "
-                        "(default DIR: <results>/sweeps/<sweep>/)")
+    p.add_argument(
+        "--write",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="also write comparison.csv + comparison_by_config.csv to DIR (default DIR: <results>/sweeps/<sweep>/)",
+    )
     args = p.parse_args(argv)
     try:
         sweep = load_sweep(args)

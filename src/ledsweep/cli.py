@@ -92,9 +92,16 @@ def check_recorded_config(cfg: RunConfig, run: RunFolder) -> None:
         )
 
 
-def _run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, prepared: Path, threads: int | None = None,
-                stop_after: int | None = None, restart_on_data_change: bool | None = None,
-                run_dir: Path | None = None) -> int:
+def _run_stages(
+    cfg: RunConfig,
+    stages: tuple[str, ...],
+    overwrite: bool,
+    prepared: Path,
+    threads: int | None = None,
+    stop_after: int | None = None,
+    restart_on_data_change: bool | None = None,
+    run_dir: Path | None = None,
+) -> int:
     """Train and/or evaluate `cfg` on its prepared data (a `prepare.ensure_prepared` / prepare_data folder)
     in `run_dir` (default: `<output_dir>/<run_name>`; the workflow passes the folder of its outputs).
 
@@ -113,12 +120,16 @@ def _run_stages(cfg: RunConfig, stages: tuple[str, ...], overwrite: bool, prepar
             raise RunFolderError(f"{run.checkpoint}: no trained checkpoint to evaluate (run the train stage first)")
         if run.is_complete():
             if not overwrite:
-                raise RunFolderError(f"{run.path} is a finished run (summary.json exists); pass --overwrite to re-evaluate")
+                raise RunFolderError(
+                    f"{run.path} is a finished run (summary.json exists); pass --overwrite to re-evaluate"
+                )
             run.summary.unlink()
         run.remove_temp_files()
     stage = "train"
     try:
-        meta = train.train(cfg, run, prepared, threads, stop_after, restart_on_data_change) if "train" in stages else None
+        meta = (
+            train.train(cfg, run, prepared, threads, stop_after, restart_on_data_change) if "train" in stages else None
+        )
         stage = "evaluate"
         if "evaluate" in stages:
             evaluate.evaluate(cfg, run, prepared, meta, threads)
@@ -151,19 +162,25 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", help="parent folder of the run folder (overrides output_dir in the config)")
     parser.add_argument("--overwrite", action="store_true", help="redo a finished run (deletes its results first)")
     parser.add_argument(
-        "--stage", choices=("all", "train", "evaluate"), default="all",
+        "--stage",
+        choices=("all", "train", "evaluate"),
+        default="all",
         help="train only (checkpoint/ + meta.json), evaluate only (summary.json), or both (default)",
     )
     parser.add_argument(
-        "--threads", type=positive_int,
+        "--threads",
+        type=positive_int,
         help="torch CPU threads when the config leaves num_threads unset (recorded in meta.json)",
     )
     parser.add_argument(
-        "--stop-after-step", type=positive_int, metavar="K",
+        "--stop-after-step",
+        type=positive_int,
+        metavar="K",
         help="checkpoint and stop after optimizer step K, exit 143 (for audit replays: verify_run.py)",
     )
     parser.add_argument(
-        "--prepared-dir", metavar="DIR",
+        "--prepared-dir",
+        metavar="DIR",
         help="cache of prepared (tokenized) data, shared by runs with the same data settings "
         "(default: <output_dir>/prepared, the workflow's results/prepared)",
     )
@@ -243,11 +260,15 @@ def summarize_main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="summarize.py", description="Summarize documents with a saved checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a run's checkpoint/ folder")
-    parser.add_argument("--input", required=True, help="JSONL/JSON/CSV/Parquet file with a text column, or - for stdin lines")
+    parser.add_argument(
+        "--input", required=True, help="JSONL/JSON/CSV/Parquet file with a text column, or - for stdin lines"
+    )
     parser.add_argument("--text-column", default="document", help="column holding the documents")
     parser.add_argument("--output", help="write JSONL here, atomically once every summary is made (default: stdout)")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="documents per generate() call (>= 1)")
-    parser.add_argument("--max-new-tokens", type=positive_int, help="override the checkpoint's generation config (>= 1)")
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, help="override the checkpoint's generation config (>= 1)"
+    )
     parser.add_argument("--num-beams", type=positive_int, help="override the checkpoint's generation config (>= 1)")
     args = parser.parse_args(argv)
     from .summarize import read_documents, summarize
@@ -266,9 +287,10 @@ def summarize_main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     setup_logging()
     try:
-        lines = (json.dumps({"document": doc, "summary": summary}, ensure_ascii=False) + "\n"
-                 for doc, summary in zip(docs, summarize(ckpt, docs, args.batch_size, args.max_new_tokens,
-                                                         args.num_beams)))
+        lines = (
+            json.dumps({"document": doc, "summary": summary}, ensure_ascii=False) + "\n"
+            for doc, summary in zip(docs, summarize(ckpt, docs, args.batch_size, args.max_new_tokens, args.num_beams))
+        )
         if args.output:  # nothing is written until every summary exists: an existing file stays whole
             from .runfolder import atomic_write_text
 

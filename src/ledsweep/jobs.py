@@ -30,39 +30,167 @@ def prepare_data_job(snakemake) -> int:
     _to_log(snakemake.log[0])
     from .cli import setup_logging
     from .config import ConfigError
+    from .data import failure_path
     from .prepare import prepare_data
+    from .runfolder import now_iso, write_json
 
     setup_logging()
+    out = Path(snakemake.output[0])
+    failure = failure_path(out)
     try:
-        manifest = prepare_data(snakemake.params.spec, snakemake.output[0], num_proc=snakemake.threads)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.__stderr__)
-        log.error("%s", e)
-        return 2
+        manifest = prepare_data(snakemake.params.spec, out, num_proc=snakemake.threads)
+    except Exception as e:  # every run of this data fails: say why where the tables look (data.failure_path)
+        bad_input = isinstance(e, ConfigError)
+        write_json(
+            failure,
+            {
+                "status": "failed",
+                "stage": "prepare_data",
+                "reason": str(e) if bad_input else f"{type(e).__name__}: {e}",
+                "log": snakemake.log[0],
+                "time": now_iso(),
+            },
+        )
+        if bad_input:
+            log.error("%s", e)
+            return 2
+        log.exception("prepare_data %s failed", out.name)
+        return 1
+    failure.unlink(missing_ok=True)
     log.info("prepared data %s in %.1f s: %s", manifest["key"], manifest["seconds"], manifest["rows"])
     return 0
 
 
-def run_stage_job(snakemake, stage: str) -> int:
-    """rule train / evaluate: one stage of one run, in the folder of the rule's outputs."""
+def train_job(snakemake) -> int:
+    """rule train: the training keys of a run (params) + prepared data -> results/<run>/trained/.
+
+    Only the first run of each group of runs that differ in decoding keys alone is trained; rule
+    link_checkpoint gives every run of the group (this one too) its own checkpoint/ and meta.json.
+    Resume state lives in trained/resume/ (not an output: a retried job resumes from it)."""
     _offline()
-    _to_log(snakemake.log[0], "a" if stage == "train" else "w")  # "a": a retried train keeps its history
-    from .cli import EXIT_BAD_INPUT, EXIT_FAILED, setup_logging
-    from .cli import run_stages
+    _to_log(snakemake.log[0], "a")  # a retried job keeps the history of its attempts
+    from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, setup_logging
+    from .config import ConfigError, dump_yaml, training_config
+    from .runfolder import RunFolder, RunFolderError, RunLock, atomic_write_text
+    from .train import TrainingInterrupted, discard_other_training, train
+
+    setup_logging()
+    trained = RunFolder(Path(snakemake.output.meta).parent)
+    try:
+        cfg = training_config(snakemake.params.config, source=f"{trained.path}: training config")
+        trained.path.mkdir(parents=True, exist_ok=True)
+        with RunLock(trained.path, what="train"):
+            trained.remove_temp_files()
+            discard_other_training(trained, cfg)
+            atomic_write_text(trained.path / "train_config.yaml", dump_yaml(snakemake.params.config))
+            train(
+                cfg,
+                trained,
+                Path(snakemake.input.prepared),
+                snakemake.threads,
+                restart_on_data_change=True,
+                decoding=False,
+            )
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        return EXIT_INTERRUPTED
+    except (ConfigError, RunFolderError) as e:
+        log.error("%s", e)
+        return EXIT_BAD_INPUT
+    except Exception as e:
+        RunFolder(trained.path.parent).record_failure("train", f"{type(e).__name__}: {e}")
+        log.exception("run %s failed in train", trained.path.parent.name)
+        return EXIT_FAILED
+    return 0
+
+
+SHARED_FILES = ("log_history.jsonl", "step_losses.jsonl", "requirements.txt", "git.diff")
+
+
+def link_checkpoint(
+    trained_checkpoint: str, trained_meta: str, checkpoint: str, meta: str, config: dict, log_path: str
+) -> None:
+    """rule link_checkpoint (a `run:` block): a run's checkpoint/ and meta.json from the training it shares.
+
+    Weights and tokenizer files are hard links to the trained files (no bytes duplicated; a copy where
+    links are impossible); generation_config.json is this run's own decoding; meta.json is the training's
+    with this run's name, `trained_by` and the hash of this run's whole config. No torch import."""
+    import json
+    import shutil
+
+    from .config import config_sha256, train_config_sha256
+    from .runfolder import atomic_write_text, write_json
+
+    src, out = Path(trained_checkpoint), Path(checkpoint)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path in sorted(src.iterdir()):
+        if path.name != "generation_config.json" and not path.name.startswith("."):  # not Snakemake's marker
+            _link_or_copy(path, tmp / path.name)
+    gen = json.loads((src / "generation_config.json").read_text())
+    g = config["generation"]
+    gen.update(
+        num_beams=g["num_beams"],
+        max_new_tokens=g["max_new_tokens"],
+        length_penalty=g["length_penalty"],
+        no_repeat_ngram_size=g["no_repeat_ngram_size"],
+    )
+    gen.pop("max_length", None)
+    atomic_write_text(tmp / "generation_config.json", json.dumps(gen, indent=2, sort_keys=True) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    run_dir, trained_dir = out.parent, Path(trained_meta).parent
+    for name in SHARED_FILES:  # what the loss plots and verify_run.py read, shared the same way
+        if (trained_dir / name).is_file():
+            (run_dir / name).unlink(missing_ok=True)
+            _link_or_copy(trained_dir / name, run_dir / name)
+    record = json.loads(Path(trained_meta).read_text())
+    if record.get("train_config_sha256") != train_config_sha256(config):
+        raise ValueError(f"{trained_meta}: trained with other training keys than {run_dir.name}'s config")
+    record.update(
+        run_name=config["run_name"],
+        config_sha256=config_sha256(config),
+        shared_checkpoint=record["trained_by"] != config["run_name"],
+    )
+    write_json(meta, record)
+    with open(log_path, "w") as f:
+        print(f"{out}: linked from {src} (trained by {record['trained_by']}); decoding: {g}", file=f)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed: a copy
+        import shutil
+
+        shutil.copy2(src, dst)
+
+
+def evaluate_job(snakemake) -> int:
+    """rule evaluate: one run's checkpoint/ + prepared test split -> predictions.jsonl + summary.json."""
+    _offline()
+    _to_log(snakemake.log[0])
+    from .cli import EXIT_BAD_INPUT, EXIT_FAILED, run_stages, setup_logging
     from .config import ConfigError, load_config
     from .runfolder import RunFolderError
 
     setup_logging()
-    run_dir = Path(snakemake.output[0]).parent
+    run_dir = Path(snakemake.output.summary).parent
     try:
         cfg = load_config(snakemake.input.config)
         return run_stages(
-            cfg, (stage,), overwrite=True, prepared=Path(snakemake.input.prepared), threads=snakemake.threads,
-            restart_on_data_change=True, run_dir=run_dir,
+            cfg,
+            ("evaluate",),
+            overwrite=True,
+            prepared=Path(snakemake.input.prepared),
+            threads=snakemake.threads,
+            run_dir=run_dir,
         )
     except (ConfigError, RunFolderError) as e:
         log.error("%s", e)
         return EXIT_BAD_INPUT
     except Exception:  # recorded in failure.json and logged by run_stages
-        log.exception("run %s failed in %s", run_dir.name, stage)
+        log.exception("run %s failed in evaluate", run_dir.name)
         return EXIT_FAILED

@@ -91,7 +91,10 @@ class BertScore:
 
         self.batch_size = batch_size
         self.scorer = BERTScorer(
-            model_type=resolve_bertscore_model(model), num_layers=num_layers, batch_size=batch_size, device=device,
+            model_type=resolve_bertscore_model(model),
+            num_layers=num_layers,
+            batch_size=batch_size,
+            device=device,
             use_fast_tokenizer=True,  # the slow BertTokenizer path is broken under transformers 5
         )
 
@@ -120,8 +123,11 @@ class BertScore:
                 emb, w = zip(*(stats[s] for s in batch))
                 lens = torch.tensor([e.size(0) for e in emb])
                 mask = torch.arange(int(lens.max())).expand(len(lens), -1) < lens.unsqueeze(1)
-                return (pad_sequence(emb, batch_first=True, padding_value=2.0).to(device), mask.to(device),
-                        pad_sequence(w, batch_first=True).to(device))
+                return (
+                    pad_sequence(emb, batch_first=True, padding_value=2.0).to(device),
+                    mask.to(device),
+                    pad_sequence(w, batch_first=True).to(device),
+                )
 
             out = []
             for i in range(0, len(refs), self.batch_size):

@@ -42,8 +42,12 @@ class Metric:
 
 
 BUILTIN = (
-    Metric("loss", higher_is_better=False, required=True,
-           description="mean token cross-entropy of the reference summaries on the test split"),
+    Metric(
+        "loss",
+        higher_is_better=False,
+        required=True,
+        description="mean token cross-entropy of the reference summaries on the test split",
+    ),
     Metric("rouge1", required=True, description="ROUGE-1 F1 (rouge-score, stemmed), mean over examples"),
     Metric("rouge2", required=True, description="ROUGE-2 F1, mean over examples"),
     Metric("rougeL", required=True, description="ROUGE-L F1 (longest common subsequence), mean over examples"),
@@ -75,8 +79,9 @@ def is_known(name: str) -> bool:
     return name in _REGISTRY
 
 
-def register(name: str, higher_is_better: bool = True, fmt: str = ".4f", shown: bool = True,
-             description: str = "") -> Metric:
+def register(
+    name: str, higher_is_better: bool = True, fmt: str = ".4f", shown: bool = True, description: str = ""
+) -> Metric:
     """Declare an extra metric whose direction or format is not the default; returns it. Registering
     the same properties again is a no-op; a built-in metric, or other properties, raise ValueError."""
     check_name(name)
@@ -93,8 +98,9 @@ def register(name: str, higher_is_better: bool = True, fmt: str = ".4f", shown: 
 def check_name(name: Any) -> None:
     """ValueError unless `name` can be a metric name (a column, file-name part and wildcard value)."""
     if not isinstance(name, str) or not NAME.match(name) or "_vs_" in name:
-        raise ValueError(f"metric name {name!r}: expected letters, digits, '_' and '-', starting with a letter "
-                         f"(and no '_vs_')")
+        raise ValueError(
+            f"metric name {name!r}: expected letters, digits, '_' and '-', starting with a letter (and no '_vs_')"
+        )
 
 
 def summary_metrics(values: Mapping[str, Any], extra: Iterable[str] = ()) -> dict[str, Any]:

@@ -37,13 +37,22 @@ def build_scratch(cfg: RunConfig, tokenizer):
 
     m = cfg.model
     config = LEDConfig(
-        vocab_size=len(tokenizer), d_model=m.d_model, encoder_layers=m.encoder_layers,
-        decoder_layers=m.decoder_layers, encoder_attention_heads=m.attention_heads,
-        decoder_attention_heads=m.attention_heads, encoder_ffn_dim=m.ffn_dim, decoder_ffn_dim=m.ffn_dim,
-        attention_window=m.attention_window, max_encoder_position_embeddings=m.max_encoder_position_embeddings,
-        max_decoder_position_embeddings=m.max_decoder_position_embeddings, dropout=m.dropout,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=m.d_model,
+        encoder_layers=m.encoder_layers,
+        decoder_layers=m.decoder_layers,
+        encoder_attention_heads=m.attention_heads,
+        decoder_attention_heads=m.attention_heads,
+        encoder_ffn_dim=m.ffn_dim,
+        decoder_ffn_dim=m.ffn_dim,
+        attention_window=m.attention_window,
+        max_encoder_position_embeddings=m.max_encoder_position_embeddings,
+        max_decoder_position_embeddings=m.max_decoder_position_embeddings,
+        dropout=m.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
     )
     return LEDForConditionalGeneration(config)
 

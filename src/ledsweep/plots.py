@@ -48,9 +48,11 @@ RC = {
     "svg.hashsalt": "ledsweep",
 }
 BEST_COLOR = "#d62728"
-STYLE = ("<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}tr.best{font-weight:bold;background:#fff3c4}"
-         "</style></head><body>")
+STYLE = (
+    "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}tr.best{font-weight:bold;background:#fff3c4}"
+    "</style></head><body>"
+)
 
 
 def _pyplot():
@@ -60,8 +62,24 @@ def _pyplot():
     import matplotlib.pyplot as plt
     from cycler import cycler
 
-    rc = dict(RC, **{"axes.prop_cycle": cycler(color=["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
-                                                      "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"])})
+    rc = dict(
+        RC,
+        **{
+            "axes.prop_cycle": cycler(
+                color=[
+                    "#1f77b4",
+                    "#ff7f0e",
+                    "#2ca02c",
+                    "#9467bd",
+                    "#8c564b",
+                    "#e377c2",
+                    "#7f7f7f",
+                    "#bcbd22",
+                    "#17becf",
+                ]
+            )
+        },
+    )
     return plt, rc
 
 
@@ -133,8 +151,14 @@ def plot_run_loss(run_dir: str | Path, out: str | Path, title: str | None = None
         if losses["step"]:
             ax.plot(*_xy(losses["step"]), color="#1f77b4", alpha=0.35, linewidth=0.8, label="train loss (every step)")
         if losses["train"]:
-            ax.plot(*_xy(losses["train"]), color="#1f77b4", marker="o", markersize=3, linewidth=1.5,
-                    label="train loss (logged)")
+            ax.plot(
+                *_xy(losses["train"]),
+                color="#1f77b4",
+                marker="o",
+                markersize=3,
+                linewidth=1.5,
+                label="train loss (logged)",
+            )
         if losses["eval"]:
             ax.plot(*_xy(losses["eval"]), color="#ff7f0e", marker="s", markersize=4, linewidth=1.5, label="eval loss")
         if not any(losses.values()):
@@ -158,8 +182,9 @@ def best_config(groups: list[dict], metric: str) -> dict | None:
     return ranked[0] if ranked and _num(ranked[0].get(f"{metric}_mean")) else None
 
 
-def plot_metric_vs_key(results_dir: str | Path, sweep: Sweep, metric: str, key: str, out: str | Path,
-                       rows: list[dict] | None = None) -> Path:
+def plot_metric_vs_key(
+    results_dir: str | Path, sweep: Sweep, metric: str, key: str, out: str | Path, rows: list[dict] | None = None
+) -> Path:
     """`metric` (seed mean, 95% CI error bars) against the values of swept `key`; one series per combination
     of the other swept keys; the best configuration is marked with a star."""
     if metric not in metric_names(sweep):
@@ -194,13 +219,22 @@ def plot_metric_vs_key(results_dir: str | Path, sweep: Sweep, metric: str, key: 
             err = [p[1][f"{metric}_ci95"] if _num(p[1].get(f"{metric}_ci95")) else 0.0 for p in pts]
             ns = [p[1]["n"] for p in pts]
             label = (name or "seed mean") + f" (n={min(ns)}" + (f"..{max(ns)})" if max(ns) != min(ns) else ")")
-            ax.errorbar(xs, ys, yerr=err, marker="o", markersize=4, capsize=4, linewidth=1.5, label=label,
-                        color=f"C{i % 9}")
+            ax.errorbar(
+                xs, ys, yerr=err, marker="o", markersize=4, capsize=4, linewidth=1.5, label=label, color=f"C{i % 9}"
+            )
         if best is not None:
-            ax.plot([xpos[repr(best[key])]], [best[f"{metric}_mean"]], marker="*", markersize=16, color=BEST_COLOR,
-                    linestyle="none", zorder=5,
-                    label="best: " + ", ".join(f"{k}={_label(best[k])}" for k in keys)
-                    + f" ({metric} {format_cell(metric, best[f'{metric}_mean'], (metric,))})")
+            ax.plot(
+                [xpos[repr(best[key])]],
+                [best[f"{metric}_mean"]],
+                marker="*",
+                markersize=16,
+                color=BEST_COLOR,
+                linestyle="none",
+                zorder=5,
+                label="best: "
+                + ", ".join(f"{k}={_label(best[k])}" for k in keys)
+                + f" ({metric} {format_cell(metric, best[f'{metric}_mean'], (metric,))})",
+            )
         else:
             ax.text(0.5, 0.5, "no completed runs yet", ha="center", va="center", transform=ax.transAxes)
         if log:
@@ -217,8 +251,9 @@ def plot_metric_vs_key(results_dir: str | Path, sweep: Sweep, metric: str, key: 
         return _save(fig, out)
 
 
-def plot_loss_curves(results_dir: str | Path, sweep: Sweep, out: str | Path, metric: str | None = None,
-                     rows: list[dict] | None = None) -> Path:
+def plot_loss_curves(
+    results_dir: str | Path, sweep: Sweep, out: str | Path, metric: str | None = None, rows: list[dict] | None = None
+) -> Path:
     """Training loss of every run of the sweep overlaid (per step where recorded); the best run (by `metric`,
     default the sweep's primary metric) drawn thick in red."""
     metric = metric or sweep.primary_metric
@@ -234,12 +269,22 @@ def plot_loss_curves(results_dir: str | Path, sweep: Sweep, out: str | Path, met
             if not pts:
                 continue
             is_best = name == best
-            ax.plot(*_xy(pts), linewidth=2.2 if is_best else 1.0, color=BEST_COLOR if is_best else f"C{i % 9}",
-                    alpha=1.0 if is_best else 0.8, zorder=4 if is_best else 2,
-                    label=f"{name} (best {metric})" if is_best else name)
+            ax.plot(
+                *_xy(pts),
+                linewidth=2.2 if is_best else 1.0,
+                color=BEST_COLOR if is_best else f"C{i % 9}",
+                alpha=1.0 if is_best else 0.8,
+                zorder=4 if is_best else 2,
+                label=f"{name} (best {metric})" if is_best else name,
+            )
             if losses["eval"]:
-                ax.plot(*_xy(losses["eval"]), linestyle="none", marker="s", markersize=3,
-                        color=BEST_COLOR if is_best else f"C{i % 9}")
+                ax.plot(
+                    *_xy(losses["eval"]),
+                    linestyle="none",
+                    marker="s",
+                    markersize=3,
+                    color=BEST_COLOR if is_best else f"C{i % 9}",
+                )
             drawn += 1
         if not drawn:
             ax.text(0.5, 0.5, "no loss recorded yet", ha="center", va="center", transform=ax.transAxes)
@@ -263,16 +308,23 @@ def comparison_html(rows: list[dict], sweep: Sweep, metric: str | None = None) -
     rows = sort_rows(rows, metric)
     header, names = ["best", *display_columns(sweep)], metric_names(sweep)
     best = best_run(rows)
-    out = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
-           f"<title>sweep {html.escape(sweep.name)}: comparison</title>",
-           STYLE,
-           f"<h3>sweep {html.escape(sweep.name)}: {len(rows)} runs, sorted by {html.escape(metric)}</h3>",
-           '<table id="comparison"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-           + "</tr></thead><tbody>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>sweep {html.escape(sweep.name)}: comparison</title>",
+        STYLE,
+        f"<h3>sweep {html.escape(sweep.name)}: {len(rows)} runs, sorted by {html.escape(metric)}</h3>",
+        '<table id="comparison"><thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        + "</tr></thead><tbody>",
+    ]
     for r in rows:
         is_best = r["run_name"] == best
         cells = ["*" if is_best else "", *(format_cell(c, r.get(c), names) for c in header[1:])]
-        out.append(f'<tr class="{"best" if is_best else ""}" data-run="{html.escape(r["run_name"])}">'
-                   + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        out.append(
+            f'<tr class="{"best" if is_best else ""}" data-run="{html.escape(r["run_name"])}">'
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
     out.append("</tbody></table></body></html>\n")
     return "\n".join(out)

@@ -54,7 +54,9 @@ def _load_split(spec: dict, split: str, cache_dir: Path):
         if split not in (builder.info.splits or {}):
             if split == "validation":
                 return None
-            raise ConfigError(f"{key}: {spec['dataset_name']} has no '{split}' split ({list(builder.info.splits or {})})")
+            raise ConfigError(
+                f"{key}: {spec['dataset_name']} has no '{split}' split ({list(builder.info.splits or {})})"
+            )
         return datasets.load_dataset(spec["dataset_name"], spec["dataset_config_name"], split=split)
     except ConfigError:
         raise
@@ -95,10 +97,14 @@ def _check_columns(ds, spec: dict, split: str) -> None:
         raise ConfigError(f"{key}: {source} has no examples")
     for col_key, col in (("data.text_column", spec["text_column"]), ("data.summary_column", spec["summary_column"])):
         if col not in ds.column_names:
-            raise ConfigError(f"{col_key}: column '{col}' not found in {source} (columns: {', '.join(ds.column_names)})")
+            raise ConfigError(
+                f"{col_key}: column '{col}' not found in {source} (columns: {', '.join(ds.column_names)})"
+            )
         dtype = getattr(ds.features[col], "dtype", None)
         if dtype not in ("string", "large_string", "null"):
-            raise ConfigError(f"{col_key}: column '{col}' of {source} must hold text, found {dtype or ds.features[col]}")
+            raise ConfigError(
+                f"{col_key}: column '{col}' of {source} must hold text, found {dtype or ds.features[col]}"
+            )
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -122,7 +128,9 @@ def train_bpe_tokenizer(batches, vocab_size: int, max_length: int):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(batches, trainer=trainer)
@@ -131,8 +139,13 @@ def train_bpe_tokenizer(batches, vocab_size: int, max_length: int):
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-        mask_token="<mask>", model_max_length=max_length,
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=max_length,
     )
 
 
@@ -156,7 +169,9 @@ def _build_tokenizer(spec: dict, train_ds):
     try:
         return AutoTokenizer.from_pretrained(tok_spec["pretrained"], trust_remote_code=tok_spec["trust_remote_code"])
     except (OSError, ValueError) as e:
-        raise ConfigError(f"model.name: cannot load the tokenizer of '{tok_spec['pretrained']}': {_one_line(e)}") from None
+        raise ConfigError(
+            f"model.name: cannot load the tokenizer of '{tok_spec['pretrained']}': {_one_line(e)}"
+        ) from None
 
 
 def tokenizer_sha256(tokenizer_dir: str | Path) -> str:
@@ -228,8 +243,13 @@ def _tokenize_batch(batch: dict, indices: list[int], tok, spec: dict, keep_refer
         _texts(batch[col], col, indices[0])
     ids, src_len = _encode(tok, batch[text_col], spec["max_source_length"])
     labels, tgt_len = _encode(tok, batch[summ_col], spec["max_target_length"])
-    out = {"input_ids": ids, "labels": labels, "length": [len(x) for x in ids],
-           "source_length": src_len, "target_length": tgt_len}
+    out = {
+        "input_ids": ids,
+        "labels": labels,
+        "length": [len(x) for x in ids],
+        "source_length": src_len,
+        "target_length": tgt_len,
+    }
     if keep_reference:
         out["reference"] = batch[summ_col]
     return out
@@ -241,8 +261,12 @@ def _tokenize_split(ds, tok, spec: dict, split: str, num_proc: int, cache: Path)
     procs = num_proc if len(ds) >= SMALL_SPLIT else 1
     return ds.map(
         partial(_tokenize_batch, tok=tok, spec=spec, keep_reference=split == "test"),
-        batched=True, batch_size=MAP_BATCH, num_proc=procs if procs > 1 else None, with_indices=True,
-        remove_columns=ds.column_names, desc=f"tokenize {split}",
+        batched=True,
+        batch_size=MAP_BATCH,
+        num_proc=procs if procs > 1 else None,
+        with_indices=True,
+        remove_columns=ds.column_names,
+        desc=f"tokenize {split}",
         cache_file_name=str(cache / f"tokenized-{split}.arrow"),  # a temp file: save_to_disk keeps the copy
     )
 
@@ -257,7 +281,10 @@ def _length_stats(ds, max_length: int, column: str) -> dict:
     return {
         "tokens": int(lengths.sum()),
         "mean": round(float(lengths.mean()), 1),
-        "p50": int(p[0]), "p90": int(p[1]), "p99": int(p[2]), "max": int(lengths.max()),
+        "p50": int(p[0]),
+        "p90": int(p[1]),
+        "p99": int(p[2]),
+        "max": int(lengths.max()),
         "truncated_share": round(float((lengths > max_length).mean()), 6),
     }
 
@@ -288,8 +315,11 @@ def _build(spec: dict, out: Path, num_proc: int) -> dict:
     t0 = time.perf_counter()
     cache = out / ".hf-cache"  # the Arrow conversion of the files and the map output; removed at the end
     cache.mkdir()
-    hashes = {split: {"path": path, "sha256": sha256_file(path), **source_state(path)}
-              for split, path in spec["files"].items() if Path(path).is_file()}
+    hashes = {
+        split: {"path": path, "sha256": sha256_file(path), **source_state(path)}
+        for split, path in spec["files"].items()
+        if Path(path).is_file()
+    }
     splits = {}
     for split in SPLITS:
         with _quiet_datasets():
@@ -297,8 +327,9 @@ def _build(spec: dict, out: Path, num_proc: int) -> dict:
         if ds is None:
             continue
         _check_columns(ds, spec, split)
-        limit = spec[{"train": "max_train_samples", "validation": "max_eval_samples",
-                      "test": "max_predict_samples"}[split]]
+        limit = spec[
+            {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_predict_samples"}[split]
+        ]
         splits[split] = ds.select(range(limit)) if limit and limit < len(ds) else ds
     for split in ("train", "test"):
         if split not in splits:
@@ -317,12 +348,24 @@ def _build(spec: dict, out: Path, num_proc: int) -> dict:
             tokenized.save_to_disk(str(out / split))
         dt = time.perf_counter() - t1
         rows[split] = len(tokenized)
-        stats[split] = {"source": _length_stats(tokenized, spec["max_source_length"], "source_length"),
-                        "target": _length_stats(tokenized, spec["max_target_length"], "target_length")}
+        stats[split] = {
+            "source": _length_stats(tokenized, spec["max_source_length"], "source_length"),
+            "target": _length_stats(tokenized, spec["max_target_length"], "target_length"),
+        }
         s = stats[split]["source"]
-        log.info("prepared %s: %d documents in %.1f s (%.0f docs/s), %d source tokens, p50 %d / p99 %d tokens, "
-                 "%.1f%% truncated at %d", split, len(tokenized), dt, len(tokenized) / max(dt, 1e-9),
-                 s["tokens"], s["p50"], s["p99"], 100 * s["truncated_share"], spec["max_source_length"])
+        log.info(
+            "prepared %s: %d documents in %.1f s (%.0f docs/s), %d source tokens, p50 %d / p99 %d tokens, "
+            "%.1f%% truncated at %d",
+            split,
+            len(tokenized),
+            dt,
+            len(tokenized) / max(dt, 1e-9),
+            s["tokens"],
+            s["p50"],
+            s["p99"],
+            100 * s["truncated_share"],
+            spec["max_source_length"],
+        )
     shutil.rmtree(cache, ignore_errors=True)
     tok_sha = tokenizer_sha256(out / TOKENIZER_DIR)
     manifest = {
@@ -345,15 +388,18 @@ def fingerprint(manifest: dict) -> str:
     """What a run trained on: the spec, each data file's sha256 and the tokenizer's sha256."""
     import hashlib
 
-    content = {"spec": manifest["spec"], "tokenizer_sha256": manifest["tokenizer_sha256"],
-               "data": {s: f["sha256"] for s, f in manifest["data_files"].items()}}
+    content = {
+        "spec": manifest["spec"],
+        "tokenizer_sha256": manifest["tokenizer_sha256"],
+        "data": {s: f["sha256"] for s, f in manifest["data_files"].items()},
+    }
     return hashlib.sha256(canonical_json(content).encode()).hexdigest()
 
 
 def stale_files(manifest: dict) -> list[str]:
     """Data files whose content differs from what the manifest recorded (sha256 only when size/mtime moved)."""
     changed = []
-    for split, rec in manifest["data_files"].items():
+    for rec in manifest["data_files"].values():
         path = rec["path"]
         try:
             if source_state(path) == {"size": rec["size"], "mtime_ns": rec["mtime_ns"]}:
@@ -384,8 +430,7 @@ def ensure_prepared(cfg: RunConfig, root: str | Path, num_proc: int = 1) -> tupl
                 if not changed:
                     log.info("prepared data %s: reused (%s)", out, _rows_text(manifest))
                     return out, manifest
-                log.info("prepared data %s: %s changed since it was prepared: preparing again", out,
-                         ", ".join(changed))
+                log.info("prepared data %s: %s changed since it was prepared: preparing again", out, ", ".join(changed))
             log.info("preparing data into %s with %d process(es)", out, num_proc)
             return out, prepare_data(spec, out, num_proc)
     except BaseException:

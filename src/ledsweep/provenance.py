@@ -12,8 +12,18 @@ from pathlib import Path
 
 from .runfolder import sha256_file
 
-PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "accelerate", "safetensors", "rouge-score",
-            "bert-score", "numpy", "snakemake")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "accelerate",
+    "safetensors",
+    "rouge-score",
+    "bert-score",
+    "numpy",
+    "snakemake",
+)
 
 
 def package_versions(names=PACKAGES) -> dict[str, str | None]:

@@ -94,7 +94,7 @@ os.umask(_UMASK)
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -200,8 +200,7 @@ class RunLock:
             who = f"pid {holder.get('pid')} on host {holder.get('host')} since {holder.get('since')}{step}"
             if self._holder_gone(holder):
                 who += f"; pid {holder.get('pid')} has exited, but a process it started still holds the lock"
-        return (f"{self.run_dir} is in use by {who} (lock {self.path}); wait for it to finish or stop it, "
-                f"then run again")
+        return f"{self.run_dir} is in use by {who} (lock {self.path}); wait for it to finish or stop it, then run again"
 
     @staticmethod
     def _holder_gone(holder: dict | None) -> bool:
@@ -211,7 +210,7 @@ class RunLock:
         pid = holder.get("pid")
         return isinstance(pid, int) and not _pid_alive(pid)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
@@ -229,8 +228,9 @@ class RunLock:
                 except OSError as e:
                     if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                         raise
-                    log.warning("%s: this file system cannot lock (%s); running WITHOUT the run lock",
-                                self.path, e.strerror)
+                    log.warning(
+                        "%s: this file system cannot lock (%s); running WITHOUT the run lock", self.path, e.strerror
+                    )
                     os.close(fd)
                     return self
             info = {"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso(), "what": self.what}
@@ -271,7 +271,7 @@ class RunLock:
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -290,9 +290,13 @@ def check_run_location(run_dir: str | Path) -> None:
         if path.exists() or path.is_symlink():
             if path == run_dir:
                 raise RunFolderError(f"run_name: {run_dir} is a file (or a broken link), not a run folder")
-            raise RunFolderError(f"output_dir: {path} is a file (or a broken link), not a folder; cannot create {run_dir}")
+            raise RunFolderError(
+                f"output_dir: {path} is a file (or a broken link), not a folder; cannot create {run_dir}"
+            )
     for parent in Path(os.path.abspath(run_dir)).resolve().parents:
-        if (parent / "summary.json").is_file() or ((parent / "config.yaml").is_file() and (parent / "meta.json").is_file()):
+        if (parent / "summary.json").is_file() or (
+            (parent / "config.yaml").is_file() and (parent / "meta.json").is_file()
+        ):
             raise RunFolderError(
                 f"output_dir: {run_dir.parent} is inside the run folder {parent} (it has "
                 f"{'summary.json' if (parent / 'summary.json').is_file() else 'config.yaml and meta.json'}); "

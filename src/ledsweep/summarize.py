@@ -46,7 +46,9 @@ def read_documents(source: str, column: str) -> list[str]:
         return docs
     path = Path(source).expanduser()
     if path.suffix.lower() not in FORMATS:
-        raise ConfigError(f"--input: {source}: unsupported file type '{path.suffix}'; expected one of {', '.join(FORMATS)}")
+        raise ConfigError(
+            f"--input: {source}: unsupported file type '{path.suffix}'; expected one of {', '.join(FORMATS)}"
+        )
     if not path.is_file():
         raise ConfigError(f"--input: {source}: no such file")
     try:
@@ -58,7 +60,9 @@ def read_documents(source: str, column: str) -> list[str]:
     docs = []
     for n, row in enumerate(rows, 1):
         if not isinstance(row, dict):
-            raise ConfigError(f"--input: {source} row {n}: expected an object with named columns, got {type(row).__name__}")
+            raise ConfigError(
+                f"--input: {source} row {n}: expected an object with named columns, got {type(row).__name__}"
+            )
         if column not in row:
             raise ConfigError(
                 f"--text-column: {source} row {n} has no '{column}' column (columns: {', '.join(map(str, row))})"
@@ -69,16 +73,26 @@ def read_documents(source: str, column: str) -> list[str]:
     return docs
 
 
-def summarize(checkpoint: str | Path, documents: list[str], batch_size: int = 16,
-              max_new_tokens: int | None = None, num_beams: int | None = None):
+def summarize(
+    checkpoint: str | Path,
+    documents: list[str],
+    batch_size: int = 16,
+    max_new_tokens: int | None = None,
+    num_beams: int | None = None,
+):
     """Yield one summary per document, in order, using the checkpoint's generation config."""
     import torch
 
     from . import model as model_mod
 
-    if batch_size < 1 or (max_new_tokens is not None and max_new_tokens < 1) or (num_beams is not None and num_beams < 1):
-        raise ValueError(f"batch_size, max_new_tokens and num_beams must be >= 1, got {batch_size}, "
-                         f"{max_new_tokens}, {num_beams}")
+    if (
+        batch_size < 1
+        or (max_new_tokens is not None and max_new_tokens < 1)
+        or (num_beams is not None and num_beams < 1)
+    ):
+        raise ValueError(
+            f"batch_size, max_new_tokens and num_beams must be >= 1, got {batch_size}, {max_new_tokens}, {num_beams}"
+        )
     model, tok = model_mod.load_pretrained(str(checkpoint))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
@@ -90,8 +104,12 @@ def summarize(checkpoint: str | Path, documents: list[str], batch_size: int = 16
     limit = min(tok.model_max_length, getattr(model.config, "max_encoder_position_embeddings", None) or 10**9)
     with torch.no_grad():
         for i in range(0, len(documents), batch_size):
-            batch = tok(documents[i : i + batch_size], max_length=limit, truncation=True, padding=True,
-                        return_tensors="pt").to(device)
-            out = model.generate(**batch, global_attention_mask=model_mod.global_attention_mask(batch["input_ids"]),
-                                 generation_config=gen)
+            batch = tok(
+                documents[i : i + batch_size], max_length=limit, truncation=True, padding=True, return_tensors="pt"
+            ).to(device)
+            out = model.generate(
+                **batch,
+                global_attention_mask=model_mod.global_attention_mask(batch["input_ids"]),
+                generation_config=gen,
+            )
             yield from (s.strip() for s in tok.batch_decode(out, skip_special_tokens=True))

@@ -21,8 +21,20 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from . import metrics_registry
-from .config import IDENTITY_KEYS, ConfigError, RunConfig, check_semantics, from_dict, load_yaml, run_schema
-from .config import check_run_name, check_value, resolve_value, schema_leaf_paths, set_dotted
+from .config import (
+    IDENTITY_KEYS,
+    ConfigError,
+    RunConfig,
+    check_run_name,
+    check_semantics,
+    check_value,
+    from_dict,
+    load_yaml,
+    resolve_value,
+    run_schema,
+    schema_leaf_paths,
+    set_dotted,
+)
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 # short names for common keys in run names; other keys use their last component
@@ -111,18 +123,23 @@ def _check_values(sweep: str, section: str, key: str, values: Any, leaves: dict,
 
 def _copy_tree(data: dict) -> dict:
     """A copy of a resolved config: nested dicts copied, lists deep-copied, scalars shared."""
-    return {k: _copy_tree(v) if isinstance(v, dict) else copy.deepcopy(v) if isinstance(v, list) else v
-            for k, v in data.items()}
+    return {
+        k: _copy_tree(v) if isinstance(v, dict) else copy.deepcopy(v) if isinstance(v, list) else v
+        for k, v in data.items()
+    }
 
 
-def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache: dict | None = None) -> Sweep:
+def _check_spec(name: str, spec: Any) -> tuple[dict, dict, dict, str]:
+    """The sweep's shape and every swept value: (grid, zip, set, primary_metric), or SweepError."""
     if not SWEEP_NAME.match(name):
         raise SweepError(f"sweep '{name}': name must match {SWEEP_NAME.pattern}")
     if not isinstance(spec, dict):
         raise SweepError(f"sweep '{name}': expected a mapping with 'base' and 'grid'")
     unknown = set(spec) - {"base", "grid", "zip", "set", "primary_metric", "description"}
     if unknown:
-        raise SweepError(f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: base, grid, zip, set, primary_metric")
+        raise SweepError(
+            f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: base, grid, zip, set, primary_metric"
+        )
     if "base" not in spec or "grid" not in spec:
         raise SweepError(f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values)")
     leaves, validators = schema_leaf_paths(run_schema()), {}
@@ -141,8 +158,11 @@ def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache
     metric = spec.get("primary_metric", "rougeL")
     if metric not in metrics_registry.names():
         raise SweepError(f"sweep '{name}': primary_metric: expected one of {metrics_registry.names()}, got {metric!r}")
+    return grid, zipped, fixed, metric
 
-    cache = base_cache if base_cache is not None else {}
+
+def _base_config(name: str, spec: dict, fixed: dict, cache: dict) -> dict:
+    """The base run config (read once per file) with the sweep's `set` values applied."""
     if spec["base"] not in cache:
         try:
             cache[spec["base"]] = load_yaml(spec["base"])
@@ -154,53 +174,100 @@ def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache
     for key, value in fixed.items():
         base = copy.deepcopy(base)
         set_dotted(base, key, value)
+    return base
 
-    keys = sorted([*grid, *zipped])
+
+def _points(grid: dict, zipped: dict):
+    """Every grid combination crossed with every zip position: {dotted key: value}, keys sorted."""
     grid_keys = sorted(grid)
     zip_points = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
-    sweep = Sweep(name, keys, metric)
-    template = None
     for combo in itertools.product(*(grid[k] for k in grid_keys)):
         for zp in zip_points:
-            overrides = dict(sorted({**dict(zip(grid_keys, combo)), **zp}.items()))
-            rname = run_name(name, overrides)
-            if problem := check_run_name(rname):  # every point: later values make other names
-                raise SweepError(f"sweep '{name}': {', '.join(overrides)}: the run name {problem}; "
-                                 f"shorten the sweep name or these values")
-            if rname in sweep.runs:
-                raise SweepError(
-                    f"sweep '{name}': two grid points map to the run name '{rname}' "
-                    f"({sweep.runs[rname].overrides} and {overrides}); make the values distinct"
-                )
-            if template is None:  # full schema validation once; per-value checks covered the rest
-                raw = copy.deepcopy(base)
-                for k, v in overrides.items():
-                    set_dotted(raw, k, v)
-                raw["run_name"], raw["output_dir"] = rname, results_dir
-                try:
-                    template = from_dict(raw, source=f"sweep '{name}' (base {spec['base']})").to_dict()
-                except ConfigError as e:
-                    raise SweepError(str(e)) from None
-                resolved = _copy_tree(template)
-            else:  # the template with this run's overrides (cheap: 10,000 runs expand in well under a second)
-                resolved = _copy_tree(template)
-                for k, v in overrides.items():
-                    set_dotted(resolved, k, resolve_value(k, copy.deepcopy(v)))
-                resolved["run_name"] = rname
-                try:
-                    check_semantics(_as_config(resolved), f"sweep '{name}', run {rname}")
-                except ConfigError as e:
-                    raise SweepError(str(e)) from None
-            sweep.runs[rname] = Run(name, rname, overrides, resolved)
+            yield dict(sorted({**dict(zip(grid_keys, combo)), **zp}.items()))
+
+
+def _check_point_name(sweep: Sweep, rname: str, overrides: dict) -> None:
+    if problem := check_run_name(rname):  # every point: later values make other names
+        raise SweepError(
+            f"sweep '{sweep.name}': {', '.join(overrides)}: the run name {problem}; "
+            f"shorten the sweep name or these values"
+        )
+    if rname in sweep.runs:
+        raise SweepError(
+            f"sweep '{sweep.name}': two grid points map to the run name '{rname}' "
+            f"({sweep.runs[rname].overrides} and {overrides}); make the values distinct"
+        )
+
+
+def _resolve_first(name: str, base_file: str, base: dict, overrides: dict, rname: str, results_dir: str) -> dict:
+    """The first point, validated in full (schema and semantics): the template of the others."""
+    raw = copy.deepcopy(base)
+    for k, v in overrides.items():
+        set_dotted(raw, k, v)
+    raw["run_name"], raw["output_dir"] = rname, results_dir
+    try:
+        return from_dict(raw, source=f"sweep '{name}' (base {base_file})").to_dict()
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
+
+
+def _resolve_from(template: dict, name: str, overrides: dict, rname: str) -> dict:
+    """Another point: the template with its overrides (each value was checked against the schema) and the
+    cross-key rules (cheap: 10,000 runs expand in well under a second)."""
+    resolved = _copy_tree(template)
+    for k, v in overrides.items():
+        set_dotted(resolved, k, resolve_value(k, copy.deepcopy(v)))
+    resolved["run_name"] = rname
+    try:
+        check_semantics(_as_config(resolved), f"sweep '{name}', run {rname}")
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
+    return resolved
+
+
+def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache: dict | None = None) -> Sweep:
+    """One sweep definition -> its runs, every value and every run name validated (SweepError otherwise)."""
+    grid, zipped, fixed, metric = _check_spec(name, spec)
+    base = _base_config(name, spec, fixed, base_cache if base_cache is not None else {})
+    sweep = Sweep(name, sorted([*grid, *zipped]), metric)
+    template = None
+    for overrides in _points(grid, zipped):
+        rname = run_name(name, overrides)
+        _check_point_name(sweep, rname, overrides)
+        if template is None:
+            template = _resolve_first(name, spec["base"], base, overrides, rname, results_dir)
+            resolved = _copy_tree(template)
+        else:
+            resolved = _resolve_from(template, name, overrides, rname)
+        sweep.runs[rname] = Run(name, rname, overrides, resolved)
     return sweep
 
 
 def _as_config(resolved: dict) -> RunConfig:
     from .config import DataConfig, EvaluationConfig, GenerationConfig, ModelConfig, TrainingConfig
 
-    sections = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig,
-                "generation": GenerationConfig, "evaluation": EvaluationConfig}
+    sections = {
+        "model": ModelConfig,
+        "data": DataConfig,
+        "training": TrainingConfig,
+        "generation": GenerationConfig,
+        "evaluation": EvaluationConfig,
+    }
     return RunConfig(**{k: sections[k](**v) if k in sections else v for k, v in resolved.items()})
+
+
+def trainers(sweep: Sweep) -> dict[str, str]:
+    """run -> the run that trains for it: the first (by name) of the runs whose configs differ only in
+    decoding keys (generation.*, evaluation.*). Every other run of the group shares its trained model."""
+    from .config import DECODING_SECTIONS
+
+    first: dict[str, str] = {}
+    out = {}
+    for name in sorted(sweep.runs):  # the runs share base and `set`: only swept keys can differ
+        swept = sweep.runs[name].overrides
+        key = repr([(k, swept[k]) for k in sorted(swept) if k.split(".", 1)[0] not in DECODING_SECTIONS])
+        out[name] = first.setdefault(key, name)
+    return out
 
 
 def load_sweeps(config: dict, only: list[str] | None = None, results_dir: str = "results") -> dict[str, Sweep]:
@@ -226,7 +293,6 @@ def load_sweeps(config: dict, only: list[str] | None = None, results_dir: str = 
             owner[rname] = name
         out[name] = sweep
     return out
-
 
 
 def check_config_files(paths) -> None:

@@ -10,20 +10,16 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import math
 import os
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
-from . import faults
 from . import model as model_mod
 from . import provenance
-from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml
-from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, read_jsonl, sha256_file
-from .runfolder import write_json
+from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml, train_config_sha256
+from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, sha256_file, write_json
 
 log = logging.getLogger("ledsweep")
 
@@ -64,16 +60,21 @@ def prepare_run_folder(cfg: RunConfig, overwrite: bool = False, run_dir: Path | 
                 f"{run.path} holds an unfinished run with a different config ({run.config}); "
                 f"pass --overwrite to discard it, or use another run_name/--output-dir"
             )
-    stale = [a for a in run.read_json(run.attempts, default=[]) if a.get("config_sha256") != config_sha256(cfg)]
-    if stale:  # resume state of another config (e.g. the workflow rewrote config.yaml): start over
-        log.warning("discarding resume state of a different config in %s", run.resume)
-        shutil.rmtree(run.resume, ignore_errors=True)
+    discard_other_training(run, cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     run.remove_temp_files()
     text = dump_yaml(cfg.to_dict())
     if not run.config.is_file() or run.config.read_text() != text:
         atomic_write_text(run.config, text)  # untouched when equal: keeps Snakemake's mtimes stable
     return run
+
+
+def discard_other_training(run: RunFolder, cfg: RunConfig) -> None:
+    """Resume state trained with other training keys is removed (a decoding-only change keeps it)."""
+    want = train_config_sha256(cfg)
+    if any(a.get("train_config_sha256") != want for a in run.read_json(run.attempts, default=[])):
+        log.warning("discarding resume state of a different training config in %s", run.resume)
+        shutil.rmtree(run.resume, ignore_errors=True)
 
 
 def checkpoint_problem(path: Path) -> str | None:
@@ -110,108 +111,6 @@ def latest_checkpoint(resume_dir: Path) -> Path | None:
             log.warning("skipping incomplete checkpoint %s: %s (removed)", path.name, problem)
             shutil.rmtree(path, ignore_errors=True)
     return max(found)[1] if found else None
-
-
-# ----------------------------------------------------------------------------- callbacks
-def _callbacks(run: RunFolder, trainer, stop_after: int | None = None):
-    from transformers import TrainerCallback
-
-    class StepLosses(TrainerCallback):
-        """Every optimizer step's training loss, kept for audits (resume/step_losses.jsonl, flushed with
-        each checkpoint, so a resumed run keeps exactly the steps its checkpoint covers). A NaN or
-        infinite loss stops the run."""
-
-        def __init__(self):
-            self.pending: list[dict] = []
-            trainer.micro_losses = []
-
-        def on_train_begin(self, args, state, control, **kw):
-            kept = [r for r in read_jsonl(run.step_losses_partial) if r["step"] <= state.global_step]
-            atomic_write_text(run.step_losses_partial, "".join(json.dumps(r) + "\n" for r in kept))
-
-        def on_step_end(self, args, state, control, **kw):
-            loss = sum(trainer.micro_losses)
-            trainer.micro_losses.clear()
-            if not math.isfinite(loss):
-                raise NonFiniteLoss(f"training loss is {loss} at step {state.global_step}")
-            self.pending.append({"step": state.global_step, "loss": loss})
-
-        def flush(self):
-            with open(run.step_losses_partial, "a", encoding="utf-8") as f:
-                f.writelines(json.dumps(r) + "\n" for r in self.pending)
-            self.pending.clear()
-
-        def on_save(self, args, state, control, **kw):
-            self.flush()
-
-    class StepLog(TrainerCallback):
-        """One line per logging step (step, loss, lr, tokens/s); NaN/inf loss stops the run."""
-
-        def __init__(self):
-            self.t0, self.tokens0, self.step0 = time.perf_counter(), 0, 0
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.t0, self.tokens0, self.step0 = time.perf_counter(), state.num_input_tokens_seen, state.global_step
-
-        def on_step_begin(self, args, state, control, **kw):
-            faults.hit("step", state.global_step + 1)
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            logs = logs or {}
-            now = time.perf_counter()
-            dt = max(now - self.t0, 1e-9)
-            if "loss" in logs:
-                tps = (state.num_input_tokens_seen - self.tokens0) / dt
-                steps = max(state.global_step - self.step0, 1)
-                log.info(
-                    "step %d/%d | loss %.4f | lr %.2e | grad_norm %.3f | %.1fk tok/s | %.0f ms/step",
-                    state.global_step, state.max_steps, logs["loss"], logs.get("learning_rate", float("nan")),
-                    logs.get("grad_norm", float("nan")), tps / 1000, 1000 * dt / steps,
-                )
-                self.t0, self.tokens0, self.step0 = now, state.num_input_tokens_seen, state.global_step
-            elif "eval_loss" in logs:
-                log.info("step %d/%d | eval_loss %.4f", state.global_step, state.max_steps, logs["eval_loss"])
-
-    class SignalCheckpoint(TrainerCallback):
-        """Save a resume checkpoint and stop: on SIGTERM/SIGUSR1 (time limit, preemption, scancel,
-        `sbatch --signal`), or on its own shortly before the Slurm job's end time. The latter is what
-        works on clusters with proctrack/cgroup, where Slurm's SIGTERM reaches only the Snakemake
-        process that srun started, never its children."""
-
-        def __init__(self):
-            self.received = None
-            self.deadline = slurm_deadline()
-            if self.deadline:
-                log.info("Slurm job ends at %s: will checkpoint and stop %d s before",
-                         time.strftime("%H:%M:%S", time.localtime(self.deadline + stop_margin())), stop_margin())
-            for sig in (signal.SIGTERM, signal.SIGUSR1):
-                signal.signal(sig, self._handler)
-
-        def _handler(self, signum, frame):  # may run twice: Slurm and srun both send SIGTERM
-            if not self.received:
-                self.received = signal.Signals(signum).name
-                log.warning("%s received: saving a resume checkpoint after this step", self.received)
-
-        def on_step_end(self, args, state, control, **kw):
-            if not self.received and self.deadline and time.time() > self.deadline:
-                self.received = "job end time near"
-                log.warning("Slurm job end time is near: saving a resume checkpoint after this step")
-            if not self.received and stop_after and state.global_step >= stop_after:
-                self.received = f"stop after step {stop_after}"
-            if self.received:
-                control.should_save = True
-                control.should_training_stop = True
-
-    class MarkComplete(TrainerCallback):
-        """Write the completeness marker after the Trainer has saved a checkpoint."""
-
-        def on_save(self, args, state, control, **kw):
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            faults.hit("save", state.global_step)
-            atomic_write_text(ckpt / COMPLETE_MARKER, now_iso() + "\n")
-            faults.hit("after_save", state.global_step)
-
-    return StepLosses(), StepLog(), SignalCheckpoint(), MarkComplete()
 
 
 # ----------------------------------------------------------------------------- Slurm deadline
@@ -295,13 +194,15 @@ class DataChanged(ConfigError):
 
 def _attempts(cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifest: dict) -> list[dict]:
     attempts = run.read_json(run.attempts, default=[])
-    attempts.append({
-        "start_time": now_iso(),
-        "config_sha256": config_sha256(cfg),
-        "data_fingerprint": manifest["fingerprint"],
-        "slurm_job_id": provenance.slurm_job_id(),
-        "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
-    })
+    attempts.append(
+        {
+            "start_time": now_iso(),
+            "train_config_sha256": train_config_sha256(cfg),
+            "data_fingerprint": manifest["fingerprint"],
+            "slurm_job_id": provenance.slurm_job_id(),
+            "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
+        }
+    )
     write_json(run.attempts, attempts)
     return attempts
 
@@ -333,10 +234,13 @@ def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -
     run.meta.unlink(missing_ok=True)
 
 
-def _meta(cfg: RunConfig, attempts: list[dict], env: dict, git: dict, manifest: dict, **extra) -> dict:
+def _meta(
+    cfg: RunConfig, attempts: list[dict], env: dict, git: dict, manifest: dict, decoding: bool = True, **extra
+) -> dict:
     files = manifest["data_files"]
     return {
         "run_name": cfg.run_name,
+        "trained_by": cfg.run_name,
         "start_time": attempts[0]["start_time"],
         **env,
         "slurm_job_ids": [a["slurm_job_id"] for a in attempts if a["slurm_job_id"]],
@@ -345,11 +249,17 @@ def _meta(cfg: RunConfig, attempts: list[dict], env: dict, git: dict, manifest: 
         "resumes": sum(1 for a in attempts if a["resumed_from_step"] is not None),
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
-        "config_sha256": config_sha256(cfg),
+        # the whole config (a training-only config has no decoding keys: the workflow's link step adds it)
+        "config_sha256": config_sha256(cfg) if decoding else None,
+        "train_config_sha256": train_config_sha256(cfg),
         "data_files": {split: f["path"] for split, f in files.items()},
         "data_sha256": {f["path"]: f["sha256"] for f in files.values()},  # hashed once, when prepared
-        "prepared_data": {"key": manifest["key"], "fingerprint": manifest["fingerprint"],
-                          "tokenizer_sha256": manifest["tokenizer_sha256"], "rows": manifest["rows"]},
+        "prepared_data": {
+            "key": manifest["key"],
+            "fingerprint": manifest["fingerprint"],
+            "tokenizer_sha256": manifest["tokenizer_sha256"],
+            "rows": manifest["rows"],
+        },
         **extra,
     }
 
@@ -373,7 +283,8 @@ def _trainer_class():
             if self.train_lengths is None:
                 return super()._get_train_sampler(train_dataset)
             return SeededLengthGroupedSampler(
-                self.train_lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                self.train_lengths,
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
                 seed=self.args.data_seed,
             )
 
@@ -479,12 +390,20 @@ def _training_args(cfg: RunConfig, run: RunFolder, precision: str, has_eval: boo
     )
 
 
-def train(cfg: RunConfig, run: RunFolder, prepared: Path, threads: int | None = None, stop_after: int | None = None,
-          restart_on_data_change: bool = False) -> dict:
+def train(
+    cfg: RunConfig,
+    run: RunFolder,
+    prepared: Path,
+    threads: int | None = None,
+    stop_after: int | None = None,
+    restart_on_data_change: bool = False,
+    decoding: bool = True,
+) -> dict:
     """Train (or resume) the run on its prepared data; save the final model to `checkpoint/`; write meta.json.
 
     `stop_after`: checkpoint and stop after that optimizer step (TrainingInterrupted), for audit replays.
-    `restart_on_data_change`: see `check_resume_data`."""
+    `restart_on_data_change`: see `check_resume_data`. `decoding=False`: `cfg` is a `training_config`
+    (the workflow's train rule), whose decoding sections are placeholders."""
     from transformers.trainer_callback import PrinterCallback
 
     from .data import read_manifest
@@ -503,23 +422,35 @@ def train(cfg: RunConfig, run: RunFolder, prepared: Path, threads: int | None = 
     env, git = provenance.environment(), provenance.git_state()
     if git["diff"]:
         atomic_write_text(run.path / "git.diff", git["diff"])
-    write_json(run.meta, _meta(cfg, attempts, env, git, manifest, precision=precision))
+    write_json(run.meta, _meta(cfg, attempts, env, git, manifest, decoding, precision=precision))
     atomic_write_text(run.path / "requirements.txt", "\n".join(provenance.installed_packages()) + "\n")
 
     trainer = _trainer_class()(
-        model=model, args=_training_args(cfg, run, precision, eval_ds is not None), train_dataset=train_ds,
-        eval_dataset=eval_ds, data_collator=_collator(tok, model), processing_class=tok,
+        model=model,
+        args=_training_args(cfg, run, precision, eval_ds is not None),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=_collator(tok, model),
+        processing_class=tok,
     )
     if cfg.training.group_by_length:  # one small column, read once (not the token ids)
         trainer.train_lengths = load_prepared(prepared, "train", ("length",))["length"]
-    step_losses, step_log, on_signal, marker = _callbacks(run, trainer, stop_after)
+    from .callbacks import MarkComplete, StepLog, StepLosses, StopOnSignal
+
+    step_losses, on_signal = StepLosses(run, trainer), StopOnSignal(stop_after)
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
-    for cb in (step_losses, step_log, on_signal, marker):
+    for cb in (step_losses, StepLog(), on_signal, MarkComplete()):
         trainer.add_callback(cb)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "run %s: %s, %.2fM parameters, %d train examples (prepared data %s), precision %s, %d threads%s",
-        cfg.run_name, cfg.model.name, n_params / 1e6, len(train_ds), manifest["key"], precision, threads,
+        cfg.run_name,
+        cfg.model.name,
+        n_params / 1e6,
+        len(train_ds),
+        manifest["key"],
+        precision,
+        threads,
         f", resuming from {resume_from.name}" if resume_from else "",
     )
     t0 = time.perf_counter()
@@ -533,16 +464,22 @@ def train(cfg: RunConfig, run: RunFolder, prepared: Path, threads: int | None = 
     train_seconds = time.perf_counter() - t0
     if on_signal.received:
         attempts = run.read_json(run.attempts)
-        attempts[-1].update(end_time=now_iso(), stopped=on_signal.received, stopped_at_step=trainer.state.global_step,
-                            train_seconds=round(train_seconds, 3))
+        attempts[-1].update(
+            end_time=now_iso(),
+            stopped=on_signal.received,
+            stopped_at_step=trainer.state.global_step,
+            train_seconds=round(train_seconds, 3),
+        )
         write_json(run.attempts, attempts)
         raise TrainingInterrupted(
             f"{on_signal.received} at step {trainer.state.global_step}: resume checkpoint saved in {run.resume}"
         )
-    return _finish(cfg, run, trainer, tok, step_losses, env, git, manifest, precision, n_params, result, train_seconds)
+    return _finish(
+        cfg, run, trainer, tok, step_losses, (env, git, manifest, decoding), precision, n_params, result, train_seconds
+    )
 
 
-def _finish(cfg, run, trainer, tok, step_losses, env, git, manifest, precision, n_params, result, train_seconds):
+def _finish(cfg, run, trainer, tok, step_losses, provenance_args, precision, n_params, result, train_seconds):
     """After the last step: histories, the final checkpoint, and meta.json with its hashes."""
     history = trainer.state.log_history
     atomic_write_text(run.log_history, "".join(json.dumps(h) + "\n" for h in history))
@@ -555,8 +492,13 @@ def _finish(cfg, run, trainer, tok, step_losses, env, git, manifest, precision, 
     attempts[-1]["train_seconds"] = round(train_seconds, 3)
     write_json(run.attempts, attempts)
     meta = _meta(
-        cfg, attempts, env, git, manifest, precision=precision, num_parameters=n_params,
-        global_step=trainer.state.global_step, final_train_loss=train_losses[-1] if train_losses else None,
+        cfg,
+        attempts,
+        *provenance_args,
+        precision=precision,
+        num_parameters=n_params,
+        global_step=trainer.state.global_step,
+        final_train_loss=train_losses[-1] if train_losses else None,
         train_runtime_seconds=round(sum(a.get("train_seconds", 0) for a in attempts), 3),
         train_samples_per_second=result.metrics.get("train_samples_per_second"),
         input_tokens_seen=trainer.state.num_input_tokens_seen,

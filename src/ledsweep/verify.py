@@ -44,9 +44,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import provenance
 import yaml
 
+from . import provenance
 from .config import ConfigError, config_sha256, dump_yaml, load_config, load_yaml, set_dotted
 from .runfolder import RunFolder, read_jsonl, sha256_file
 
@@ -101,13 +101,18 @@ class Report:
 
     def format(self) -> str:
         """The human-readable report."""
-        modes = {"drift": "drift check", "quick": f"drift check + quick replay ({self.replay.get('steps')} steps)",
-                 "full": "drift check + full replay"}
+        modes = {
+            "drift": "drift check",
+            "quick": f"drift check + quick replay ({self.replay.get('steps')} steps)",
+            "full": "drift check + full replay",
+        }
         r = self.recorded
-        lines = [f"verify {self.run}: {modes[self.mode]}",
-                 f"  recorded   {r.get('start_time')} on {r.get('hostname')} ({r.get('device')}), "
-                 f"git {str(r.get('git_commit'))[:12]}{' (dirty)' if r.get('git_dirty') else ''}, "
-                 f"torch {r.get('torch')}"]
+        lines = [
+            f"verify {self.run}: {modes[self.mode]}",
+            f"  recorded   {r.get('start_time')} on {r.get('hostname')} ({r.get('device')}), "
+            f"git {str(r.get('git_commit'))[:12]}{' (dirty)' if r.get('git_dirty') else ''}, "
+            f"torch {r.get('torch')}",
+        ]
         if self.replay.get("overrides"):
             lines.append(f"  overrides  {', '.join(self.replay['overrides'])} (debugging: not the recorded config)")
         lines.append("  checked    " + "\n             ".join(self.checked))
@@ -121,8 +126,13 @@ class Report:
             lines.append("  differences none")
         t = self.tolerance
         if self.mode != "drift":
-            why = ("not needed: same device and library versions" if not t.get("in_effect") else
-                   "in effect: --tolerate" if t.get("always") else "in effect: device or library versions differ")
+            why = (
+                "not needed: same device and library versions"
+                if not t.get("in_effect")
+                else "in effect: --tolerate"
+                if t.get("always")
+                else "in effect: device or library versions differ"
+            )
             lines.append(f"  tolerance  rtol {t.get('rtol'):g}, atol {t.get('atol'):g} ({why})")
         lines.append("  time       " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
         named = [d.field for d in self.differences if d.severity == self.verdict]
@@ -193,8 +203,13 @@ def check_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], list[str]
 
     # inputs: what the run computed from
     try:
-        cmp("config_sha256", meta.get("config_sha256"), config_sha256(load_config(run.config)), "input",
-            "config.yaml no longer hashes to what the run recorded")
+        cmp(
+            "config_sha256",
+            meta.get("config_sha256"),
+            config_sha256(load_config(run.config)),
+            "input",
+            "config.yaml no longer hashes to what the run recorded",
+        )
     except ConfigError as e:
         raise VerifyError(f"{run.config}: {e}") from None
     data_files = meta.get("data_files") or {}
@@ -203,8 +218,13 @@ def check_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], list[str]
         where = path if Path(path).is_absolute() else f"{path} (relative to {os.getcwd()})"
         cmp(f"data.{split}_file", (meta.get("data_sha256") or {}).get(path), now, "input", where)
     weights = run.checkpoint / "model.safetensors"
-    cmp("checkpoint_sha256", meta.get("weights_sha256"), sha256_file(weights) if weights.is_file() else "missing",
-        "input", f"{weights} is not the one the run saved (meta.json weights_sha256)")
+    cmp(
+        "checkpoint_sha256",
+        meta.get("weights_sha256"),
+        sha256_file(weights) if weights.is_file() else "missing",
+        "input",
+        f"{weights} is not the one the run saved (meta.json weights_sha256)",
+    )
     checked.append(f"config hash, {len(data_files)} data files, checkpoint hash")
 
     # code: the ledsweep checkout that would run now
@@ -215,8 +235,16 @@ def check_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], list[str]
     if (recorded_diff or None) != (git["diff"] or None):
         was, now = _diff_files(recorded_diff), _diff_files(git["diff"])
         changed = sorted(p for p in {*was, *now} if was.get(p) != now.get(p))
-        diffs.append(Difference("git_diff", f"{len(was)} files", f"{len(now)} files", "code", "differs",
-                                "uncommitted changes differ in: " + ", ".join(changed)))
+        diffs.append(
+            Difference(
+                "git_diff",
+                f"{len(was)} files",
+                f"{len(now)} files",
+                "code",
+                "differs",
+                "uncommitted changes differ in: " + ", ".join(changed),
+            )
+        )
     checked.append("git commit and uncommitted diff")
 
     # environment: libraries, interpreter, device
@@ -247,8 +275,9 @@ def check_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], list[str]
         except ConfigError as e:
             precision = f"unavailable ({e})"
         cmp("precision", meta["precision"], precision, "environment")
-    checked.append(f"{len(versions)} library versions, {n_packages} packages (requirements.txt), "
-                   "python, cuda, device, precision")
+    checked.append(
+        f"{len(versions)} library versions, {n_packages} packages (requirements.txt), python, cuda, device, precision"
+    )
     return diffs, checked
 
 
@@ -288,8 +317,9 @@ def replay(run: RunFolder, meta: dict, workdir: Path, stop_after: int | None, ov
     log_path = workdir / "replay.log"
     code = "import sys; from ledsweep.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
     with open(log_path, "w") as log:
-        rc = subprocess.run([sys.executable, "-c", code, *args], env=env, stdout=log,
-                            stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(
+            [sys.executable, "-c", code, *args], env=env, stdout=log, stderr=subprocess.STDOUT
+        ).returncode
     if rc not in ((0, 143) if stop_after else (0,)):
         tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
         raise VerifyError(f"{run.path}: the replay failed (exit {rc}); last lines of its log:\n{tail}")
@@ -307,29 +337,34 @@ def compare_number(name: str, recorded: Any, now: Any, tol: Tolerance, in_effect
     rel_diff = abs_diff / abs(recorded) if recorded else math.inf
     ok = in_effect and abs_diff <= tol.atol + tol.rtol * abs(recorded)
     detail = f"abs {abs_diff:.2g}, rel {rel_diff:.2g}"
-    return Difference(name, recorded, now, "result", "within tolerance" if ok else "differs", detail, abs_diff,
-                      rel_diff)
+    return Difference(
+        name, recorded, now, "result", "within tolerance" if ok else "differs", detail, abs_diff, rel_diff
+    )
 
 
 def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def compare_step_losses(recorded: list[dict], replayed: list[dict], steps: int, tol: Tolerance,
-                        in_effect: bool) -> Difference | None:
+def compare_step_losses(
+    recorded: list[dict], replayed: list[dict], steps: int, tol: Tolerance, in_effect: bool
+) -> Difference | None:
     """The first `steps` per-step losses, as one Difference (first differing step, largest deviation)."""
     was = {r["step"]: r["loss"] for r in recorded}
     now = {r["step"]: r["loss"] for r in replayed}
-    found = [d for s in range(1, steps + 1)
-             if (d := compare_number(f"step {s}", was.get(s), now.get(s), tol, in_effect))]
+    found = [
+        d for s in range(1, steps + 1) if (d := compare_number(f"step {s}", was.get(s), now.get(s), tol, in_effect))
+    ]
     if not found:
         return None
     first, worst = found[0], max(found, key=lambda d: d.rel_diff if d.rel_diff is not None else math.inf)
     severity = "within tolerance" if all(d.severity == "within tolerance" for d in found) else "differs"
-    detail = (f"{len(found)} of {steps} steps differ, first at {first.field} (shown)"
-              + (f"; max rel {worst.rel_diff:.2g} at {worst.field}" if worst.rel_diff is not None else ""))
-    return Difference("step_losses", first.recorded, first.now, "result", severity, detail, worst.abs_diff,
-                      worst.rel_diff)
+    detail = f"{len(found)} of {steps} steps differ, first at {first.field} (shown)" + (
+        f"; max rel {worst.rel_diff:.2g} at {worst.field}" if worst.rel_diff is not None else ""
+    )
+    return Difference(
+        "step_losses", first.recorded, first.now, "result", severity, detail, worst.abs_diff, worst.rel_diff
+    )
 
 
 def compare_metrics(recorded: dict, now: dict, tol: Tolerance, in_effect: bool) -> list[Difference]:
@@ -344,8 +379,14 @@ def decide(differences: list[Difference]) -> str:
 
 
 # ----------------------------------------------------------------------------- main entry
-def verify_run(path: str | Path, steps: int = DEFAULT_STEPS, full: bool = False, tolerance: Tolerance | None = None,
-               overrides: dict | None = None, keep: bool = False) -> Report:
+def verify_run(
+    path: str | Path,
+    steps: int = DEFAULT_STEPS,
+    full: bool = False,
+    tolerance: Tolerance | None = None,
+    overrides: dict | None = None,
+    keep: bool = False,
+) -> Report:
     """Drift check, then a quick (`steps` > 0) or full replay. Raises VerifyError if it cannot verify."""
     tol = tolerance or Tolerance()
     t0 = time.perf_counter()
@@ -354,8 +395,10 @@ def verify_run(path: str | Path, steps: int = DEFAULT_STEPS, full: bool = False,
     mode = "full" if full else "quick" if steps > 0 else "drift"
     if mode == "quick":
         if not recorded_losses:
-            raise VerifyError(f"{run.step_losses}: missing or empty (a run recorded before per-step losses were "
-                              "kept); use --full or --steps 0")
+            raise VerifyError(
+                f"{run.step_losses}: missing or empty (a run recorded before per-step losses were "
+                "kept); use --full or --steps 0"
+            )
         steps = min(steps, len(recorded_losses))
     recorded = {k: meta.get(k) for k in ("start_time", "hostname", "device", "git_commit", "git_dirty")}
     report = Report(str(run.path), mode, recorded={**recorded, "torch": (meta.get("versions") or {}).get("torch")})
@@ -372,12 +415,17 @@ def verify_run(path: str | Path, steps: int = DEFAULT_STEPS, full: bool = False,
             d.severity = "info"
     t1 = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="ledsweep-verify-"))
-    report.replay = {"steps": steps if mode == "quick" else len(recorded_losses) or None,
-                     "overrides": [f"{k}={v}" for k, v in (overrides or {}).items()],
-                     "dir": str(workdir) if keep else None}
+    report.replay = {
+        "steps": steps if mode == "quick" else len(recorded_losses) or None,
+        "overrides": [f"{k}={v}" for k, v in (overrides or {}).items()],
+        "dir": str(workdir) if keep else None,
+    }
     try:
-        print(f"verify: replaying {run.path} in {workdir} ({'full run' if full else f'{steps} steps'}, "
-              f"log: {workdir / 'replay.log'})", file=sys.stderr)
+        print(
+            f"verify: replaying {run.path} in {workdir} ({'full run' if full else f'{steps} steps'}, "
+            f"log: {workdir / 'replay.log'})",
+            file=sys.stderr,
+        )
         again = replay(run, meta, workdir, None if full else steps, overrides or {})
         replayed = read_jsonl(again.step_losses) or read_jsonl(again.step_losses_partial)
         n = len(recorded_losses) if full else steps
@@ -387,13 +435,21 @@ def verify_run(path: str | Path, steps: int = DEFAULT_STEPS, full: bool = False,
             report.checked.append(f"{n} step losses ({'within tolerance' if in_effect else 'bitwise'})")
         if full:
             metrics = (_read(run.summary) or {}).get("metrics") or {}
-            report.differences += compare_metrics(metrics, json.loads(again.summary.read_text())["metrics"], tol,
-                                                  in_effect)
+            report.differences += compare_metrics(
+                metrics, json.loads(again.summary.read_text())["metrics"], tol, in_effect
+            )
             new_weights = json.loads(again.meta.read_text()).get("weights_sha256")
             if new_weights != meta.get("weights_sha256"):
-                report.differences.append(Difference("weights_sha256", meta.get("weights_sha256"), new_weights,
-                                                     "result", "within tolerance" if in_effect else "differs",
-                                                     "the replay trained different weights"))
+                report.differences.append(
+                    Difference(
+                        "weights_sha256",
+                        meta.get("weights_sha256"),
+                        new_weights,
+                        "result",
+                        "within tolerance" if in_effect else "differs",
+                        "the replay trained different weights",
+                    )
+                )
             report.checked.append(f"{len(metrics)} metrics, weights sha256")
     finally:
         if not keep:
@@ -406,29 +462,50 @@ def verify_run(path: str | Path, steps: int = DEFAULT_STEPS, full: bool = False,
 def main(argv: list[str] | None = None) -> int:
     """`verify_run.py RUN_DIR [--steps K | --full] [--json]`: exit 0 identical, 1 within tolerance, 2 differs,
     3 cannot verify."""
-    p = argparse.ArgumentParser(prog="verify_run.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="exit status: 0 identical, 1 within tolerance, 2 differs, 3 cannot verify")
+    p = argparse.ArgumentParser(
+        prog="verify_run.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: 0 identical, 1 within tolerance, 2 differs, 3 cannot verify",
+    )
     p.add_argument("run", help="a finished run folder, e.g. results/led_baseline_run_001")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                   help="quick replay: retrain the first K steps and compare their losses (default %(default)s, "
-                        "capped by the run's steps; 0 = drift check only)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help="quick replay: retrain the first K steps and compare their losses (default %(default)s, "
+        "capped by the run's steps; 0 = drift check only)",
+    )
     p.add_argument("--full", action="store_true", help="replay the whole run: compare every metric and the weights")
     p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance for losses and metrics (%(default)g)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for losses and metrics (%(default)g)")
-    p.add_argument("--tolerate", action="store_true",
-                   help="apply the tolerances even when device and library versions match (by default they "
-                        "apply only when those differ; a same-environment replay must then be bitwise equal)")
-    p.add_argument("--replay-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="debugging: change the replayed config (e.g. seed=2) to see what a change does")
+    p.add_argument(
+        "--tolerate",
+        action="store_true",
+        help="apply the tolerances even when device and library versions match (by default they "
+        "apply only when those differ; a same-environment replay must then be bitwise equal)",
+    )
+    p.add_argument(
+        "--replay-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="debugging: change the replayed config (e.g. seed=2) to see what a change does",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     p.add_argument("--keep", action="store_true", help="keep the replay's temp folder (its path is reported)")
     args = p.parse_args(argv)
     if args.steps < 0:
         p.error("--steps: expected 0 or more")
     try:
-        report = verify_run(args.run, args.steps, args.full, Tolerance(args.rtol, args.atol, args.tolerate),
-                            parse_overrides(args.replay_override), args.keep)
+        report = verify_run(
+            args.run,
+            args.steps,
+            args.full,
+            Tolerance(args.rtol, args.atol, args.tolerate),
+            parse_overrides(args.replay_override),
+            args.keep,
+        )
     except VerifyError as e:
         if args.json:
             print(json.dumps({"run": args.run, "verdict": "error", "error": str(e), "exit_code": EXIT_CANNOT_VERIFY}))

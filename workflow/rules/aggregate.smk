@@ -1,10 +1,9 @@
 # ---------------------------------------------------------------- aggregate
-# One row per run (config columns + metrics) and one row per config over seeds. Runs whose
-# data changed since they ran are marked stale (their data hashes are in meta.json).
+# One row per run (config columns + metrics) and one row per config over seeds. Data files
+# are inputs of prepare_data: a changed file re-prepares, retrains and re-evaluates its runs.
 rule aggregate:
     input:
         summaries=get_sweep_summaries,
-        data=get_sweep_data_files,
     output:
         comparison=report(
             "results/sweeps/{sweep}/comparison.csv",

@@ -6,9 +6,16 @@ import sys
 from pathlib import Path
 
 from ledsweep.aggregate import metric_names
-from ledsweep.config import RUN_NAME_PATTERN
+from ledsweep.config import RUN_NAME_PATTERN, training_part
+from ledsweep.jobs import link_checkpoint
 from ledsweep.data import DATA_KEY_PATTERN, data_keys
-from ledsweep.sweep import SWEEP_NAME, SweepError, load_sweeps, write_run_config
+from ledsweep.sweep import (
+    SWEEP_NAME,
+    SweepError,
+    load_sweeps,
+    trainers,
+    write_run_config,
+)
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -17,6 +24,13 @@ except SweepError as e:
     raise WorkflowError(f"invalid sweep config: {e}") from None
 
 RUNS = {name: run for sweep in SWEEPS.values() for name, run in sweep.runs.items()}
+
+# decoding variants: runs of a sweep that differ only in generation.*/evaluation.* train once
+TRAINED_BY = {
+    name: trainer
+    for sweep in SWEEPS.values()
+    for name, trainer in trainers(sweep).items()
+}
 
 # prepared data: one job per distinct data setting, shared by every run (and sweep) that needs it
 RUN_DATA_KEY, DATA_SPECS = data_keys(RUNS)
@@ -128,6 +142,26 @@ def get_run_config(wildcards):
     return get_run(wildcards).config
 
 
+def get_train_config(wildcards):
+    """The training keys of a run that trains for its group (decoding keys left out: never a retrain)."""
+    run = get_run(wildcards)
+    if TRAINED_BY[run.name] != run.name:
+        raise WorkflowError(
+            f"results/{run.name}/trained: {run.name} shares the training of {TRAINED_BY[run.name]} "
+            f"(they differ only in decoding keys); its checkpoint/ links to results/{TRAINED_BY[run.name]}/trained"
+        )
+    return training_part(run.config)
+
+
+def get_trained_checkpoint(wildcards):
+    """The trained model this run uses: its own, or that of the run it shares training with."""
+    return f"results/{TRAINED_BY[get_run(wildcards).name]}/trained/checkpoint"
+
+
+def get_trained_meta(wildcards):
+    return f"results/{TRAINED_BY[get_run(wildcards).name]}/trained/meta.json"
+
+
 def get_prepared_data(wildcards):
     """The run's prepared (tokenized) data, made by rule prepare_data."""
     return f"results/prepared/{RUN_DATA_KEY[get_run(wildcards).name]}"
@@ -144,8 +178,10 @@ def get_data_spec(wildcards):
 
 
 def get_data_files(wildcards):
-    """The local data files of a data key: real inputs, so a changed file re-prepares and retrains."""
-    return list(get_data_spec(wildcards)["files"].values())
+    """The local data files of a data key that exist: real inputs, so a changed file re-prepares and
+    retrains. A missing one is left to the job, which fails naming it, while other runs go on.
+    """
+    return [p for p in get_data_spec(wildcards)["files"].values() if Path(p).exists()]
 
 
 def get_data_prefetch_markers(wildcards):
@@ -172,19 +208,6 @@ def get_prefetch_marker(wildcards):
 
 def get_sweep_summaries(wildcards):
     return expand("results/{run}/summary.json", run=SWEEPS[wildcards.sweep].runs)
-
-
-def get_sweep_data_files(wildcards):
-    """The sweep's local data files that exist: a changed file re-runs `aggregate`, which marks the
-    runs trained on its old content as stale (a vanished file is the runs' own failure).
-    """
-    files = {
-        path
-        for run in SWEEPS[wildcards.sweep].runs.values()
-        for split in ("train", "validation", "test")
-        if (path := run.config["data"][f"{split}_file"])
-    }
-    return sorted(p for p in files if Path(p).is_file())
 
 
 @functools.cache

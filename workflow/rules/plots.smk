@@ -2,7 +2,7 @@
 # One run's training and evaluation loss against step (log_history.jsonl, step_losses.jsonl).
 rule plot_loss:
     input:
-        meta=rules.train.output.meta,
+        meta=rules.link_checkpoint.output.meta,
     output:
         report(
             "results/{run}/plots/loss.png",

@@ -43,16 +43,16 @@ rule prepare_data:
 
 
 # ---------------------------------------------------------------- train
-# config -> checkpoint/ + meta.json. Resume state lives in results/{run}/resume/, which is
-# not an output: a failed, timed-out or requeued job resumes when Snakemake retries it.
+# Training keys (a param: decoding keys never retrain) + prepared data -> trained/. Only the
+# first run of each group that differs in generation.*/evaluation.* alone is trained. Resume
+# state lives in trained/resume/, not an output: a failed, timed-out or requeued job resumes.
 rule train:
     input:
-        config=rules.run_config.output[0],
         prepared=get_prepared_data,
         prefetch=get_prefetch_marker,
     output:
-        checkpoint=directory("results/{run}/checkpoint"),
-        meta="results/{run}/meta.json",
+        checkpoint=directory("results/{run}/trained/checkpoint"),
+        meta="results/{run}/trained/meta.json",
     log:
         "results/{run}/logs/train.log",
     benchmark:
@@ -60,8 +60,36 @@ rule train:
     conda:
         "../../environment.yaml"
     threads: 2
+    params:
+        config=get_train_config,
     script:
         "../scripts/train.py"
+
+
+# ---------------------------------------------------------------- link_checkpoint
+# Every run's checkpoint/ (hard links to the weights its group trained once, its own
+# generation_config.json) and meta.json (naming the run that trained it).
+rule link_checkpoint:
+    input:
+        checkpoint=get_trained_checkpoint,
+        meta=get_trained_meta,
+    output:
+        checkpoint=directory("results/{run}/checkpoint"),
+        meta="results/{run}/meta.json",
+    log:
+        "results/{run}/logs/link_checkpoint.log",
+    localrule: True
+    params:
+        config=get_run_config,
+    run:
+        link_checkpoint(
+            input.checkpoint,
+            input.meta,
+            output.checkpoint,
+            output.meta,
+            params.config,
+            log[0],
+        )
 
 
 # ---------------------------------------------------------------- evaluate
@@ -70,8 +98,8 @@ rule evaluate:
     input:
         config=rules.run_config.output[0],
         prepared=get_prepared_data,
-        checkpoint=rules.train.output.checkpoint,
-        meta=rules.train.output.meta,
+        checkpoint=rules.link_checkpoint.output.checkpoint,
+        meta=rules.link_checkpoint.output.meta,
     output:
         summary=report(
             "results/{run}/summary.json",

@@ -19,9 +19,6 @@ sweep = load_sweeps(snakemake.config, only=[snakemake.wildcards.sweep])[snakemak
 rows = collect("results", sweep)
 paths = write_tables("results", sweep, Path(snakemake.output.comparison).parent, rows=rows)  # noqa: F821
 for row in rows:  # loudly: their metrics are not a clean result (kept out of by-config statistics and "best")
-    if row["status"] == "stale":
-        say(f"WARNING: run {row['run_name']} is stale: {row['reason']}; redo it with: snakemake --profile "
-            f"<profile> results/{row['run_name']}/summary.json --forcerun train")
-    elif row["status"] == "modified":
+    if row["status"] == "modified":
         say(f"WARNING: run {row['run_name']} is modified: {row['reason']}")
 say(f"sweep {sweep.name}: comparison table -> {paths[0]}")

@@ -2,6 +2,6 @@
 
 import sys
 
-from ledsweep.jobs import run_stage_job
+from ledsweep.jobs import evaluate_job
 
-sys.exit(run_stage_job(snakemake, "evaluate"))  # noqa: F821 - `snakemake` is injected
+sys.exit(evaluate_job(snakemake))  # noqa: F821 - `snakemake` is injected

@@ -1,7 +1,7 @@
-"""rule train: results/<run>/config.yaml + prepared data -> checkpoint/ + meta.json (resumes from resume/)."""
+"""rule train: training keys (params) + prepared data -> results/<run>/trained/ (resumes from trained/resume/)."""
 
 import sys
 
-from ledsweep.jobs import run_stage_job
+from ledsweep.jobs import train_job
 
-sys.exit(run_stage_job(snakemake, "train"))  # noqa: F821 - `snakemake` is injected
+sys.exit(train_job(snakemake))  # noqa: F821 - `snakemake` is injected

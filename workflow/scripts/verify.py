@@ -21,16 +21,18 @@ for summary in snakemake.input:  # noqa: F821
         rows.append({"run_name": run.name, "verdict": "error", "exit_code": EXIT_CANNOT_VERIFY, "details": str(e)})
         continue
     print(report.format() + "\n", file=sys.stderr)
-    rows.append({
-        "run_name": run.name,
-        "verdict": report.verdict,
-        "exit_code": report.exit_code,
-        "differs": ";".join(d.field for d in report.differences if d.severity != "info"),
-        "drift": ";".join(d.field for d in report.differences if d.severity == "info"),
-        "steps": report.replay.get("steps"),
-        "seconds": round(sum(report.seconds.values()), 1),
-        "details": "; ".join(f"{d.field}: {d.recorded} -> {d.now}" for d in report.differences),
-    })
+    rows.append(
+        {
+            "run_name": run.name,
+            "verdict": report.verdict,
+            "exit_code": report.exit_code,
+            "differs": ";".join(d.field for d in report.differences if d.severity != "info"),
+            "drift": ";".join(d.field for d in report.differences if d.severity == "info"),
+            "steps": report.replay.get("steps"),
+            "seconds": round(sum(report.seconds.values()), 1),
+            "details": "; ".join(f"{d.field}: {d.recorded} -> {d.now}" for d in report.differences),
+        }
+    )
 
 buf = io.StringIO()
 writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
