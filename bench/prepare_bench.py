@@ -53,7 +53,10 @@ def write_corpus(folder: Path, mb: int) -> dict[str, str]:
     if (folder / "done").exists():
         return {s: str(p) for s, p in files.items()}
     words = _vocabulary()
-    weights = [1 / (i + 1) for i in range(len(words))]
+    cum, total = [], 0.0
+    for i in range(len(words)):  # Zipf weights, accumulated once (choices() would redo it per call)
+        total += 1 / (i + 1)
+        cum.append(total)
     rng = random.Random(mb)
     target = mb * 1_000_000
     written = 0
@@ -63,12 +66,12 @@ def write_corpus(folder: Path, mb: int) -> dict[str, str]:
         body = []
         for _ in range(rng.randint(5, 9)):  # sections
             sents = [
-                " ".join(rng.choices(words, weights, k=rng.randint(12, 30))).capitalize() + "."
+                " ".join(rng.choices(words, cum_weights=cum, k=rng.randint(12, 30))).capitalize() + "."
                 for _ in range(rng.randint(15, 25))
             ]
             body.append(" ".join(sents))
         doc = "\n\n".join(body)
-        abstract = " ".join(rng.choices(words, weights, k=rng.randint(120, 180))) + "."
+        abstract = " ".join(rng.choices(words, cum_weights=cum, k=rng.randint(120, 180))) + "."
         line = json.dumps({"article_id": f"bench-{i}", "document": doc, "summary": abstract}) + "\n"
         split = "validation" if i % 100 == 98 else "test" if i % 100 == 99 else "train"
         handles[split].write(line)

@@ -259,6 +259,8 @@ def test_failed_data_preparation_fails_its_waiting_runs(tmp_path):
     failure = failure_path(results / "prepared" / bad)
     failure.parent.mkdir(parents=True)
     (results / "prepared" / key[run[256, 1]]).mkdir()  # prepared fine
+    (results / "prepared" / f".{bad}.lock").write_text("")  # what else lives there: CLI locks, the logs
+    (results / "prepared" / "logs").mkdir()
     reason = "data.text_column: column 'document' not found in train.jsonl"
     failure.write_text(json.dumps({"status": "failed", "stage": "prepare_data", "reason": reason, "log": "x.log"}))
 

@@ -152,7 +152,7 @@ def test_time_limit_kill_resumes_to_the_same_weights(tmp_path):
                         "base": str(REPO / "tests/configs/tiny_run.yaml"),
                         "grid": {"seed": [1]},
                         "set": {
-                            "training.max_steps": 1000,
+                            "training.max_steps": 600,
                             "training.save_steps": 100000,
                             "training.eval_steps": None,
                             "training.logging_steps": 250,

@@ -278,7 +278,8 @@ class PrepareFailures:
             names = os.listdir(self.root)
         except OSError:
             names = []
-        self.keys = {k for n in names if failure_path(k := n.split(".", 1)[0]).name == n}
+        # only `<key>.failure.json` names (the folder also holds the prepared folders, logs/ and CLI locks)
+        self.keys = {k for n in names if (k := n.split(".", 1)[0]) and failure_path(k).name == n}
         self.reasons: dict[str, str | None] = {}
 
     def __bool__(self) -> bool:
