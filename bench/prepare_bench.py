@@ -10,7 +10,9 @@ an 8,000-token BPE tokenizer trained on 2,000 of the documents) stands in for a 
 sides tokenize with the same tokenizer and no side trains one.
 
 Each side runs alone in a fresh process, which reports its wall time and peak RSS (its own, and that of
-its largest child: the `num_proc` tokenizer workers):
+its largest child: the `num_proc` tokenizer workers), and the peaks of its own anonymous (`RssAnon`) and
+file-backed (`RssFile`: pages of memory-mapped Arrow files, reclaimable) resident memory, sampled every
+0.1 s:
 - bare: `load_dataset("json")` + `Dataset.map(batched=True, num_proc=N)` with `tokenizer(documents,
   max_length=1024, truncation=True)` and the summaries as labels: the issue's reference pattern;
 - ledsweep: `ledsweep.prepare.prepare_data` on the same files (all three splits, length statistics,
@@ -121,6 +123,16 @@ def make_local_model(folder: Path, train_file: str) -> str:
 BARE = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
+import threading
+PEAK = {"RssAnon": 0, "RssFile": 0}
+def _sample():  # the main process's anonymous vs file-backed (memory-mapped Arrow) resident memory
+    while True:
+        for line in open("/proc/self/status"):
+            key = line.split(":")[0]
+            if key in PEAK:
+                PEAK[key] = max(PEAK[key], int(line.split()[1]) // 1024)
+        time.sleep(0.1)
+threading.Thread(target=_sample, daemon=True).start()
 import datasets
 from transformers import AutoTokenizer
 files, model, cache, num_proc = json.loads(sys.argv[1])
@@ -136,12 +148,23 @@ for split, path in files.items():
     rows += len(ds)
 print(json.dumps({"seconds": time.perf_counter() - t0, "rows": rows,
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+                  "child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "anon_mib": PEAK["RssAnon"], "file_mib": PEAK["RssFile"]}))
 """
 
 LEDSWEEP = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
+import threading
+PEAK = {"RssAnon": 0, "RssFile": 0}
+def _sample():  # the main process's anonymous vs file-backed (memory-mapped Arrow) resident memory
+    while True:
+        for line in open("/proc/self/status"):
+            key = line.split(":")[0]
+            if key in PEAK:
+                PEAK[key] = max(PEAK[key], int(line.split()[1]) // 1024)
+        time.sleep(0.1)
+threading.Thread(target=_sample, daemon=True).start()
 from ledsweep.config import from_dict
 from ledsweep.data import data_spec
 from ledsweep.prepare import prepare_data
@@ -150,6 +173,7 @@ manifest = prepare_data(data_spec(from_dict(cfg_dict)), out, num_proc)
 print(json.dumps({"seconds": time.perf_counter() - t0, "rows": sum(manifest["rows"].values()),
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "anon_mib": PEAK["RssAnon"], "file_mib": PEAK["RssFile"],
                   "truncated_share": manifest["token_lengths"]["train"]["source"]["truncated_share"],
                   "source_p50": manifest["token_lengths"]["train"]["source"]["p50"]}))
 """
