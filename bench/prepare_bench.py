@@ -120,7 +120,8 @@ def make_local_model(folder: Path, train_file: str) -> str:
 
 
 # ----------------------------------------------------------------------------- the two sides
-BARE = r"""
+# the start of both sides: the clock, and a sampler of the main process's resident memory
+PROBE = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
 import threading
@@ -133,6 +134,11 @@ def _sample():  # the main process's anonymous vs file-backed (memory-mapped Arr
                 PEAK[key] = max(PEAK[key], int(line.split()[1]) // 1024)
         time.sleep(0.1)
 threading.Thread(target=_sample, daemon=True).start()
+"""
+
+BARE = (
+    PROBE
+    + r"""
 import datasets
 from transformers import AutoTokenizer
 files, model, cache, num_proc = json.loads(sys.argv[1])
@@ -151,20 +157,11 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "rows": rows,
                   "child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "anon_mib": PEAK["RssAnon"], "file_mib": PEAK["RssFile"]}))
 """
+)
 
-LEDSWEEP = r"""
-import json, resource, sys, time
-t0 = time.perf_counter()
-import threading
-PEAK = {"RssAnon": 0, "RssFile": 0}
-def _sample():  # the main process's anonymous vs file-backed (memory-mapped Arrow) resident memory
-    while True:
-        for line in open("/proc/self/status"):
-            key = line.split(":")[0]
-            if key in PEAK:
-                PEAK[key] = max(PEAK[key], int(line.split()[1]) // 1024)
-        time.sleep(0.1)
-threading.Thread(target=_sample, daemon=True).start()
+LEDSWEEP = (
+    PROBE
+    + r"""
 from ledsweep.config import from_dict
 from ledsweep.data import data_spec
 from ledsweep.prepare import prepare_data
@@ -177,6 +174,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "rows": sum(manifest["row
                   "truncated_share": manifest["token_lengths"]["train"]["source"]["truncated_share"],
                   "source_p50": manifest["token_lengths"]["train"]["source"]["p50"]}))
 """
+)
 
 MODEL_LOAD = r"""
 import sys, time
