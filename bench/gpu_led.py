@@ -33,6 +33,12 @@ either side), d = d_model, V = vocab, Le/Ld = encoder/decoder layers:
          is within 3% of torch.utils.flop_counter's count (which includes that overhead).
 MFU = model FLOPs / step time / the GPU's dense peak for the dtype (table below; fp32 uses
 the TF32 peak under --tf32).
+3. Scaling (`--scaling`, or `--only-scaling`): the led-base-size LED trained with DDP (bf16 +
+   activation checkpointing, batch 1 per GPU, --scaling-length input tokens) on 1 GPU and on
+   all the GPUs of the machine, each launched as the workflow does
+   (`python -m torch.distributed.run --standalone --nproc-per-node=N bench/gpu_led.py --ddp-worker ...`):
+   tokens/s (all ranks), the speed-up and the scaling efficiency = tokens/s(N) / (N x tokens/s(1)).
+   With --dry-run: tiny sizes, 2 CPU processes (gloo).
 """
 
 from __future__ import annotations
@@ -240,6 +246,125 @@ def run_case(model, s, dev, prec, ckpt, L, peak, counts, args):
     return case
 
 
+def ddp_worker(args) -> int:
+    """One rank of the scaling benchmark (started by torchrun): DDP training steps; rank 0 writes the
+    timing (the slowest rank's mean step time) to --ddp-out."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from transformers import LEDConfig, LEDForConditionalGeneration
+
+    from ledsweep.model import global_attention_mask
+
+    s = DRY if args.dry_run else FULL
+    cuda = torch.cuda.is_available() and not args.dry_run
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    world, rank = dist.get_world_size(), dist.get_rank()
+    dev = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if not cuda:
+        torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = LEDConfig(
+        vocab_size=s["vocab"],
+        d_model=s["d_model"],
+        encoder_layers=s["layers"],
+        decoder_layers=s["layers"],
+        encoder_attention_heads=s["heads"],
+        decoder_attention_heads=s["heads"],
+        encoder_ffn_dim=s["ffn"],
+        decoder_ffn_dim=s["ffn"],
+        attention_window=s["window"],
+        max_encoder_position_embeddings=s["max_enc"],
+        max_decoder_position_embeddings=s["max_dec"],
+        use_cache=False,
+    )
+    model = LEDForConditionalGeneration(config).to(dev).train()
+    model.activation_checkpointing_enable()
+    ddp = DDP(model, device_ids=[local] if cuda else None)
+    L = min(args.scaling_length, s["max_enc"])
+    torch.manual_seed(1 + rank)  # each rank its own batch, as DDP's sampler gives
+    ids = torch.randint(3, s["vocab"], (1, L), device=dev)
+    ids[:, 0] = config.bos_token_id
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "global_attention_mask": global_attention_mask(ids),
+        "labels": torch.randint(3, s["vocab"], (1, s["target"]), device=dev),
+    }
+    opt = torch.optim.AdamW(ddp.parameters(), lr=1e-5, fused=cuda)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = ddp(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(s["warmup"]):
+        step()
+    sync()
+    dist.barrier()
+    t = time.time()
+    for _ in range(s["steps"]):
+        step()
+    sync()
+    dt = torch.tensor([(time.time() - t) / s["steps"]], dtype=torch.float64, device=dev)
+    dist.all_reduce(dt, op=dist.ReduceOp.MAX)
+    if rank == 0:
+        tokens = world * (L + s["target"])
+        Path(args.ddp_out).write_text(
+            json.dumps(
+                {
+                    "world_size": world,
+                    "device": "cuda" if cuda else "cpu",
+                    "length": L,
+                    "ms_per_step": round(dt.item() * 1e3, 2),
+                    "tokens_per_s": round(tokens / dt.item(), 1),
+                }
+            )
+        )
+    dist.destroy_process_group()
+    return 0
+
+
+def scaling(args) -> dict:
+    """Step 3: 1 GPU vs all GPUs (dry run: 1 vs 2 CPU processes), each a torchrun launch of ddp_worker."""
+    import torch
+
+    n = 2 if args.dry_run else torch.cuda.device_count()
+    out = {"gpus": n, "runs": [], "speedup": None, "efficiency": None}
+    print(f"\n## Scaling: DDP on 1 vs {n} {'CPU processes' if args.dry_run else 'GPUs'}\n")
+    print("| processes | ms/step | tokens/s (all ranks) |\n|---:|---:|---:|")
+    for procs in sorted({1, n}):
+        with tempfile.TemporaryDirectory(prefix="gpu_led_ddp_") as tmp:
+            res = Path(tmp) / "result.json"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
+            cmd += [str(Path(__file__).resolve()), "--ddp-worker", "--ddp-out", str(res)]
+            cmd += ["--scaling-length", str(args.scaling_length)] + (["--dry-run"] if args.dry_run else [])
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.scaling_timeout_s)
+                rc, err = proc.returncode, proc.stderr
+            except subprocess.TimeoutExpired:
+                rc, err = "timeout", ""
+            if rc != 0 or not res.is_file():
+                out["runs"].append({"processes": procs, "status": f"FAILED ({rc})", "stderr_tail": err[-2000:]})
+                print(f"| {procs} | FAILED ({rc}) | |")
+                continue
+            run = {"processes": procs, "status": "ok", **json.loads(res.read_text())}
+        out["runs"].append(run)
+        print(f"| {procs} | {run['ms_per_step']} | {run['tokens_per_s']:.0f} |", flush=True)
+    ok = {r["processes"]: r for r in out["runs"] if r["status"] == "ok"}
+    if 1 in ok and n in ok and n > 1:
+        out["speedup"] = round(ok[n]["tokens_per_s"] / ok[1]["tokens_per_s"], 3)
+        out["efficiency"] = round(out["speedup"] / n, 3)
+        print(f"\nspeed-up {out['speedup']}x on {n}, scaling efficiency {out['efficiency']:.0%}")
+    return out
+
+
 def fmt(case: dict, key: str, f: str = "{}") -> str:
     return f.format(case[key]) if case.get(key) is not None else "n/a"
 
@@ -283,7 +408,15 @@ def main() -> int:
     p.add_argument("--budget-s", type=float, default=285, help="cases that would start after this are skipped")
     p.add_argument("--case-s", type=float, default=15, help="stop timing a case after this many seconds")
     p.add_argument("--smoke-timeout-s", type=float, default=150)
+    p.add_argument("--scaling", action="store_true", help="also step 3: DDP tokens/s on 1 GPU vs all GPUs")
+    p.add_argument("--only-scaling", action="store_true", help="step 3 alone (no smoke run, no single-GPU cases)")
+    p.add_argument("--scaling-length", type=int, default=8192, help="input tokens per GPU in step 3 (%(default)s)")
+    p.add_argument("--scaling-timeout-s", type=float, default=240, help="limit for each step-3 launch")
+    p.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)  # one rank of step 3
+    p.add_argument("--ddp-out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.ddp_worker:
+        return ddp_worker(args)
 
     import torch
     import transformers
@@ -324,6 +457,9 @@ def main() -> int:
         "peak_tflops": peaks,
         "sizes": s,
     }
+    if args.only_scaling:
+        result["smoke"], result["scaling"] = None, scaling(args)
+        return write_result(result, args)
     with tempfile.TemporaryDirectory(prefix="gpu_led_") as tmp:
         result["smoke"] = None if args.skip_smoke else smoke(args, args.dry_run, Path(tmp))
 
@@ -398,6 +534,12 @@ def main() -> int:
         f"- {s['lengths'][-1]} tokens, bf16 + checkpointing, peak reserved < 40 GB: {mark(gl['memory_goal_met'])}"
         + (f" ({gl['longest_bf16_ckpt_peak_reserved_gib']} GiB)" if gl["memory_goal_met"] is not None else "")
     )
+    if args.scaling:
+        result["scaling"] = scaling(args)
+    return write_result(result, args)
+
+
+def write_result(result: dict, args) -> int:
     result["wall_seconds"] = round(time.time() - T0, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

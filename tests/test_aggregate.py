@@ -230,6 +230,7 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
     assert (row["config_sha256"], row["slurm_job_ids"], row["resumes"]) == (sha, "11;12", 1)
     assert agg.status_counts(rows) == {
         "completed": 1,
+        "stopped": 0,
         "modified": 0,
         "corrupt": 0,
         "failed": 1,

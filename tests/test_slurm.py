@@ -49,6 +49,10 @@ sweeps:
     base: config/tiny_run.yaml
     grid:
       seed: [1, 2, 3]
+  slurmhalf:   # successive halving through Slurm: two sampled runs, one goes on after step 6
+    base: config/tiny_run.yaml
+    sample: {n: 2, seed: 0, space: {training.learning_rate: {loguniform: [1.0e-3, 3.0e-3]}}}
+    halving: {rungs: [6, 12], keep: 0.5, metric: loss}
 """
 
 
@@ -78,6 +82,18 @@ def test_sweep_runs_as_real_sbatch_jobs(slurm_sweep):
     assert all(r["slurm_job_ids"] for r in rows)
     # the sbatch line carries the workflow profile's GPU request
     assert "--gpus=1" in proc.stdout or "gpu" in proc.stdout
+
+
+def test_halving_sweep_runs_through_slurm(slurm_sweep):
+    wd, proc = slurm_sweep
+    decision = json.loads((wd / "results/sweeps/slurmhalf/halving/rung1.json").read_text())
+    assert decision["entered"] == 2 and len(decision["kept"]) == len(decision["stopped"]) == 1
+    assert "rule train_rung" in proc.stdout or "train_rung" in jobs_run(proc.stdout)
+    for run, (status, step) in {decision["kept"][0]: ("completed", 12), decision["stopped"][0]: ("stopped", 6)}.items():
+        summary = json.loads((wd / "results" / run / "summary.json").read_text())
+        meta = json.loads((wd / "results" / run / "meta.json").read_text())
+        assert (summary["status"], meta["global_step"], summary["halving"]["step"]) == (status, step, step)
+        assert meta["slurm_job_id"] and json.loads((wd / "results" / run / "rungs" / "6.json").read_text())
 
 
 def test_single_target_through_slurm_rebuilds_only_that_run(slurm_sweep):
@@ -207,3 +223,37 @@ def test_time_limit_kill_resumes_to_the_same_weights(tmp_path):
     assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(
         tmp_path / "ref/limit_seed1/checkpoint/model.safetensors"
     )
+
+
+def test_two_processes_in_one_slurm_job(tmp_path):
+    """`ddp_procs: 2` (profiles/default: the CI layout): the train job starts torchrun with 2 gloo processes
+    inside its one Slurm job (1 thread each on the 2-CPU node); meta.json has the job id and world size 2."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "sweeps": {
+                    "ddp": {
+                        "base": "config/tiny_run.yaml",
+                        "grid": {"seed": [1]},
+                        "set": {"training.per_device_train_batch_size": 4, "evaluation.bertscore_model": None},
+                    }
+                }
+            }
+        )
+    )
+    wd = make_workdir(tmp_path / "wd", sweep)
+    proc = snakemake(
+        wd,
+        *SLURM,
+        "--set-resources",
+        "train:ddp_procs=2",
+        targets=["results/ddp_seed1/meta.json"],  # train + link_checkpoint: evaluation is one process anyway
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-8000:]
+    meta = json.loads((wd / "results/ddp_seed1/meta.json").read_text())
+    assert meta["slurm_job_id"] and meta["world_size"] == 2 and len(meta["rank_devices"]) == 2, meta
+    assert meta["effective_batch_size"] == 8 and meta["global_step"] == 12
+    log = (wd / "results/ddp_seed1/logs/train.log").read_text()
+    assert "torch.distributed.run --standalone --nproc-per-node=2" in log and "step 12/12" in log

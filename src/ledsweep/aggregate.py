@@ -4,7 +4,8 @@
     groups = by_config(rows, sweep)             # mean / std / 95% CI over seeds
     write_tables("results", sweep, "results/sweeps/demo")   # comparison.csv, comparison_by_config.csv
 
-A run is `completed` (valid summary.json, finite metrics), `modified` (completed, but its config.yaml no
+A run is `completed` (valid summary.json, finite metrics), `stopped` (successive halving stopped it at a
+rung: valid summary.json of the step it reached; `rung` and `steps` columns say where), `modified` (completed, but its config.yaml no
 longer hashes to the config_sha256 that meta.json recorded when it trained), `corrupt` (a file that
 should parse does not), `failed` (failure.json, a metric that is NaN or infinite, or the preparation of
 its data failed: `<results>/prepared/<key>.failure.json`, see ledsweep.data.failure_path), `running`
@@ -44,10 +45,11 @@ from .data import MANIFEST, PREPARED_DIRNAME, data_key, data_keys, data_spec, fa
 from .runfolder import atomic_write_text
 from .sweep import Sweep
 
-STATUSES = ("completed", "modified", "corrupt", "failed", "running", "pending", "missing")
+STATUSES = ("completed", "stopped", "modified", "corrupt", "failed", "running", "pending", "missing")
 PROVENANCE = ("runtime_seconds", "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes")
 STAT_SUFFIXES = ("mean", "std", "ci95")
 
+FINISHED = ("completed", "stopped")  # a valid summary.json: metrics, config columns from its config.yaml
 _MISSING = object()  # a file that is not there (as opposed to one that does not parse)
 TRAINED_META = os.path.join("trained", "meta.json")  # the workflow's train rule writes it at start and end
 
@@ -94,7 +96,8 @@ def _extra_metrics(sweep: Sweep) -> list[str]:
     """Extra metrics the sweep's runs ask for (`evaluation.extra_metrics`, in first-seen order)."""
     out: dict[str, None] = {}
     for run in sweep.runs.values():
-        out.update(dict.fromkeys((run.config.get("evaluation") or {}).get("extra_metrics") or ()))
+        specs = (run.config.get("evaluation") or {}).get("extra_metrics") or ()
+        out.update(dict.fromkeys(map(registry.extra_metric_name, specs)))  # a module path -> its name
     return list(out)
 
 
@@ -139,9 +142,10 @@ def _inspect(run_dir: str, names: tuple[str, ...]) -> tuple:
                 raw = _MISSING
             except OSError as e:
                 raise _Bad(f"config.yaml: cannot read ({e.strerror})") from None
+            done = "stopped" if summary.get("status") == "stopped" else "completed"
             if meta is None:
-                return "completed", "meta.json missing (no provenance)", summary, None, raw
-            return "completed", None, summary, meta, raw
+                return done, "meta.json missing (no provenance)", summary, None, raw
+            return done, None, summary, meta, raw
         failure = _load(os.path.join(run_dir, "failure.json"))
         meta, meta_name = _load(os.path.join(run_dir, "meta.json")), "meta.json"
         if meta is _MISSING:  # not linked yet (workflow): is the run's own training under way?
@@ -211,7 +215,7 @@ def run_status(run_dir: str | Path) -> tuple[str, str | None]:
     is `failed`."""
     run_dir = os.fspath(run_dir)
     status, reason, _, meta, raw = _inspect(run_dir, registry.names())
-    if status == "completed" and meta is not None and "config_sha256" in meta:
+    if status in FINISHED and meta is not None and "config_sha256" in meta:
         reason = _modified(meta["config_sha256"], OwnConfigs([]).read(raw))
         status = "modified" if reason else status
     elif status == "pending":
@@ -223,9 +227,14 @@ def run_status(run_dir: str | Path) -> tuple[str, str | None]:
     return status, reason
 
 
+def halving_columns(sweep: Sweep) -> list[str]:
+    """`rung` (1-based: the last is the full budget) and `steps` reached, in a sweep with successive halving."""
+    return ["rung", "steps"] if sweep.halving else []
+
+
 def columns(sweep: Sweep) -> list[str]:
     """Header of comparison.csv: fixed, whatever the statuses."""
-    return ["run_name", "status", "reason", *sweep.keys, *metric_names(sweep), *PROVENANCE]
+    return ["run_name", "status", "reason", *sweep.keys, *metric_names(sweep), *halving_columns(sweep), *PROVENANCE]
 
 
 def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
@@ -238,7 +247,7 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
     for (name, run), (status, reason, summary, meta, raw) in zip(sweep.runs.items(), states):
         summary, meta = summary or {}, meta or {}
         row = {"run_name": name, "status": status, "reason": reason}
-        if status == "completed":
+        if status in FINISHED:
             own = own_configs.read(raw)
             row.update(own.values)
             if "config_sha256" in meta:
@@ -250,6 +259,9 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
         else:
             row.update(zip(sweep.keys, map(run.overrides.get, sweep.keys)))
         row.update(zip(names, map((summary.get("metrics") or {}).get, names)))
+        if sweep.halving:
+            reached = summary.get("halving") or meta.get("halving") or {}
+            row.update(rung=reached.get("rung"), steps=reached.get("step"))
         jobs = meta.get("slurm_job_ids")
         row.update(
             runtime_seconds=summary.get("runtime_seconds"),
@@ -727,7 +739,7 @@ NUMBER_FORMATS = {"runtime_seconds": ".4f"}  # number columns of the readable ta
 def display_columns(sweep: Sweep) -> list[str]:
     """Columns of the readable tables (aggregate.py, compare.py, comparison.html): the CSV has them all."""
     shown = [m for m in metric_names(sweep) if registry.get(m).shown]
-    return ["run_name", "status", *sweep.keys, *shown, *NUMBER_FORMATS, "reason"]
+    return ["run_name", "status", *sweep.keys, *shown, *halving_columns(sweep), *NUMBER_FORMATS, "reason"]
 
 
 def format_cell(col: str, v: Any, metrics: tuple[str, ...] = (), width: int = 80) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from . import faults
+from . import distributed, faults
 from .runfolder import COMPLETE_MARKER, RunFolder, atomic_write_text, now_iso, read_jsonl
 from .train import NonFiniteLoss, slurm_deadline, stop_margin
 
@@ -25,7 +25,8 @@ log = logging.getLogger("ledsweep")
 class StepLosses(TrainerCallback):
     """Every optimizer step's training loss, kept for audits (resume/step_losses.jsonl, flushed with each
     checkpoint, so a resumed run keeps exactly the steps its checkpoint covers). A NaN or infinite loss
-    stops the run. `trainer.micro_losses` is filled by LedTrainer.training_step."""
+    stops the run. `trainer.micro_losses` is filled by LedTrainer.training_step. With several ranks a
+    step's loss is the mean over the ranks (every rank takes part; rank 0 writes)."""
 
     def __init__(self, run: RunFolder, trainer):
         self.run, self.trainer = run, trainer
@@ -33,17 +34,22 @@ class StepLosses(TrainerCallback):
         trainer.micro_losses = []
 
     def on_train_begin(self, args, state, control, **kw):
+        if not distributed.is_main():
+            return
         kept = [r for r in read_jsonl(self.run.step_losses_partial) if r["step"] <= state.global_step]
         atomic_write_text(self.run.step_losses_partial, "".join(json.dumps(r) + "\n" for r in kept))
 
     def on_step_end(self, args, state, control, **kw):
-        loss = sum(self.trainer.micro_losses)
+        loss = distributed.mean(sum(self.trainer.micro_losses))
         self.trainer.micro_losses.clear()
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"training loss is {loss} at step {state.global_step}")
         self.pending.append({"step": state.global_step, "loss": loss})
 
     def flush(self):
+        if not distributed.is_main():
+            self.pending.clear()
+            return
         with open(self.run.step_losses_partial, "a", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.pending)
         self.pending.clear()
@@ -90,12 +96,17 @@ class StopOnSignal(TrainerCallback):
     """Save a resume checkpoint and stop: on SIGTERM/SIGUSR1 (time limit, preemption, scancel, `sbatch
     --signal`), on its own shortly before the Slurm job's end time, or after step `stop_after` (audit
     replays). The deadline is what works on clusters with proctrack/cgroup, where Slurm's SIGTERM reaches
-    only the Snakemake process that srun started, never its children. `received` says why it stopped."""
+    only the Snakemake process that srun started, never its children. `received` says why it stopped.
 
-    def __init__(self, stop_after: int | None = None):
+    With several ranks every rank stops after the same step: the decision is agreed each step (any rank's
+    reason stops all), the deadline is rank 0's, and a stop file (`stop_file`, written by the launcher
+    of a workflow job when it gets a signal) counts as a signal."""
+
+    def __init__(self, stop_after: int | None = None, stop_file: Path | None = None):
         self.received: str | None = None
         self.stop_after = stop_after
-        self.deadline = slurm_deadline()
+        self.stop_file = stop_file
+        self.deadline = distributed.share(slurm_deadline() if distributed.is_main() else None)
         if self.deadline:
             log.info(
                 "Slurm job ends at %s: will checkpoint and stop %d s before",
@@ -116,16 +127,24 @@ class StopOnSignal(TrainerCallback):
             log.warning("Slurm job end time is near: saving a resume checkpoint after this step")
         if not self.received and self.stop_after and state.global_step >= self.stop_after:
             self.received = f"stop after step {self.stop_after}"
+        if not self.received and self.stop_file is not None and self.stop_file.exists():
+            self.received = self.stop_file.read_text().strip() or "stop requested"
+            log.warning("%s (stop file): saving a resume checkpoint after this step", self.received)
+        if distributed.active() and distributed.agree(self.received is not None) and not self.received:
+            self.received = "stopped by another rank"
         if self.received:
             control.should_save = True
             control.should_training_stop = True
 
 
 class MarkComplete(TrainerCallback):
-    """Write the completeness marker after the Trainer has saved a checkpoint."""
+    """Write the completeness marker after the Trainer has saved a checkpoint: with several ranks, once every
+    rank has written its part (its RNG state), by rank 0."""
 
     def on_save(self, args, state, control, **kw):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         faults.hit("save", state.global_step)
-        atomic_write_text(ckpt / COMPLETE_MARKER, now_iso() + "\n")
+        distributed.barrier()
+        if distributed.is_main():
+            atomic_write_text(ckpt / COMPLETE_MARKER, now_iso() + "\n")
         faults.hit("after_save", state.global_step)

@@ -127,6 +127,8 @@ def _run_stages(
         run.remove_temp_files()
     stage = "train"
     try:
+        if "train" in stages:  # under torchrun: the other ranks join training now (see train_main)
+            _release_ranks(("train", str(run.path), str(prepared), restart_on_data_change))
         meta = (
             train.train(cfg, run, prepared, threads, stop_after, restart_on_data_change) if "train" in stages else None
         )
@@ -187,6 +189,62 @@ def train_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     stages = ("train", "evaluate") if args.stage == "all" else (args.stage,)
+    from . import distributed
+
+    if distributed.active():  # one of several ranks started by torchrun
+        distributed.init()
+        if not distributed.is_main():
+            return _train_rank(args)
+        global _released
+        _released = False
+        rc = EXIT_FAILED
+        try:
+            rc = _train_main(args, stages)
+        finally:
+            _release_ranks(("exit", rc))  # when rank 0 stopped before training: the others exit too
+        if rc != EXIT_FAILED:
+            distributed.finish()
+        return rc
+    return _train_main(args, stages)
+
+
+# rank 0 of a torchrun launch tells the other ranks once, through `distributed.share`, what to do
+_released = True
+
+
+def _release_ranks(message: tuple) -> None:
+    global _released
+    if _released:
+        return
+    from . import distributed
+
+    _released = True
+    distributed.share(message)
+
+
+def _train_rank(args) -> int:
+    """Rank > 0 of `torchrun ... train_baseline.py`: wait for rank 0 (checks, data, run folder, lock), train
+    alongside it, and exit; evaluation is rank 0's alone. Exit status as rank 0's for what it did not do."""
+    from . import distributed, train
+
+    message = distributed.share(None)
+    if message[0] == "exit":
+        return message[1]
+    _, run_dir, prepared, restart = message
+    rc = 0
+    try:
+        cfg = load_config(args.config, output_dir=args.output_dir)
+        train.train(cfg, RunFolder(run_dir), Path(prepared), args.threads, args.stop_after_step, restart)
+    except train.TrainingInterrupted:
+        rc = EXIT_INTERRUPTED
+    except Exception as e:
+        log.error("rank %d: %s: %s", distributed.rank(), type(e).__name__, one_line(e))
+        return EXIT_FAILED
+    distributed.finish()
+    return rc
+
+
+def _train_main(args, stages: tuple[str, ...]) -> int:
     cfg = None
     try:
         cfg = load_config(args.config, output_dir=args.output_dir)

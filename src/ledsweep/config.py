@@ -160,6 +160,13 @@ class EvaluationConfig:
     )
     bertscore_batch_size: int = option(64, "BERTScore batch size.", minimum=1)
     rouge_workers: int = option(1, "Processes for ROUGE scoring (1 = in process).", minimum=1)
+    extra_metrics: list[str] = option(
+        [],
+        "More metrics, each any Hugging Face `evaluate` module: a hub name (meteor, sacrebleu; the "
+        "workflow's prefetch rule caches it) or a local module (a .py file, or a folder NAME holding NAME.py). "
+        "Each adds one metric named after the module ('Extra metrics' in config/README.md).",
+        uniqueItems=True,
+    )
 
 
 @dataclass
@@ -196,6 +203,8 @@ def _type_schema(tp: Any) -> dict:
         return inner
     if origin is Literal:
         return {"type": "string", "enum": list(typing.get_args(tp))}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(typing.get_args(tp)[0])}
     if dataclasses.is_dataclass(tp):
         return _dataclass_schema(tp)
     return {"type": {int: "integer", float: "number", str: "string", bool: "boolean"}[tp]}
@@ -210,6 +219,8 @@ def _dataclass_schema(cls: type) -> dict:
         prop.update(f.metadata.get("schema", {}))
         if dataclasses.is_dataclass(hints[f.name]):
             prop["default"] = {}
+        elif f.default_factory is not dataclasses.MISSING:  # a list
+            prop["default"] = f.default_factory()
         elif f.default is not None or "null" in prop["type"]:
             prop["default"] = f.default
         props[f.name] = prop
@@ -459,6 +470,8 @@ def check_value(key: str, value: Any) -> str | None:
             return f"{key}: expected a value <= {SEED_MAX} (2**32 - 1, numpy's limit), got {value}"
         if abs(value) > INT_MAX:
             return f"{key}: expected a value between -(2**63 - 1) and 2**63 - 1, got {value}"
+    elif isinstance(value, list) and key == "evaluation.extra_metrics":
+        return extra_metrics_problem(value)
     elif isinstance(value, str):
         if "\x00" in value:  # no file, column or model name can hold one (open() raises on it)
             return f"{key}: contains a NUL character (\\0), got {value!r}"
@@ -471,6 +484,32 @@ def check_value(key: str, value: Any) -> str | None:
             )
         if key in PATH_KEYS and value.startswith("~") and os.path.expanduser(value).startswith("~"):
             return f"{key}: cannot expand '~' in {value!r} (no such user, or HOME is not set)"
+    return None
+
+
+def extra_metrics_problem(specs: list) -> str | None:
+    """What is wrong with `evaluation.extra_metrics` beyond its schema (a list of distinct strings), or None:
+    each entry's metric name (metrics_registry.extra_metric_name) must be a valid metric name, not a
+    built-in metric, and not the name of another entry."""
+    from . import metrics_registry as mr
+
+    key, seen = "evaluation.extra_metrics", {}
+    for spec in specs:
+        name = mr.extra_metric_name(spec)
+        if "\x00" in spec or not spec.strip():
+            return f"{key}: expected a metric name or a module path, got {spec!r}"
+        try:
+            mr.check_name(name)
+        except ValueError as e:
+            return f"{key}: {spec!r}: its {e}"
+        if name in mr.names():
+            return (
+                f"{key}: {spec!r}: '{name}' is a built-in metric (always computed: "
+                f"{', '.join(mr.names())}); list only other metrics"
+            )
+        if name in seen:
+            return f"{key}: {seen[name]!r} and {spec!r} would both be the metric '{name}'"
+        seen[name] = spec
     return None
 
 

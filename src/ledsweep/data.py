@@ -27,7 +27,7 @@ from .config import SCRATCH, ConfigError, DataConfig, RunConfig
 
 SPLITS = ("train", "validation", "test")
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-SPEC_VERSION = 1  # bump when the prepared layout or the tokenization changes
+SPEC_VERSION = 2  # bump when the prepared layout or the tokenization changes
 MANIFEST = "manifest.json"
 PREPARED_DIRNAME = "prepared"  # <results>/prepared/<key>: a name no run may take
 

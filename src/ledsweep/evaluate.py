@@ -1,4 +1,4 @@
-"""Evaluate a trained run on its test split: eval loss, batched generation, ROUGE, BERTScore.
+"""Evaluate a trained run on its test split: eval loss, batched generation, ROUGE, BERTScore, extra metrics.
 
 Writes `predictions.jsonl`, then `summary.json` last and atomically.
 """
@@ -83,6 +83,8 @@ def evaluate(
     if cfg.evaluation.bertscore_model:  # build first: a missing scorer model fails before generation
         e = cfg.evaluation
         bert = metrics.BertScore(e.bertscore_model, e.bertscore_num_layers, e.bertscore_batch_size)
+    # extra metrics (`evaluate` modules) load before generation too: a missing one fails at once
+    extra = metrics.load_extra_metrics(cfg.evaluation.extra_metrics) if cfg.evaluation.extra_metrics else {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     meta = train_meta or run.read_json(run.meta, default={})
     check_trained_with(cfg, meta, run)
@@ -100,6 +102,8 @@ def evaluate(
         scores.update(bert(preds, references))
     else:
         scores.update(bertscore=None, bertscore_precision=None, bertscore_recall=None)
+    t_bert = time.perf_counter() - t0 - t_gen - t_rouge
+    scores.update(metrics.extra_metrics(extra, preds, references))
     t_eval = time.perf_counter() - t0
     exact = sum(p == r.strip() for p, r in zip(preds, references)) / len(preds)
 
@@ -113,19 +117,22 @@ def evaluate(
     train_seconds = meta.get("train_runtime_seconds") or 0.0
     summary = {
         "run_name": cfg.run_name,
-        "status": "completed",
-        "metrics": metrics_registry.summary_metrics({"loss": loss, **scores, "exact_match": exact}),
+        # a run that successive halving stopped at a rung: evaluated at the step it reached
+        "status": "stopped" if (meta.get("halving") or {}).get("status") == "stopped" else "completed",
+        "metrics": metrics_registry.summary_metrics({"loss": loss, **scores, "exact_match": exact}, extra),
         "num_test_examples": len(preds),
         "test_split": manifest["data_files"].get("test", {}).get("path") or f"{manifest['spec']['dataset_name']}:test",
         "prepared_data": manifest["key"],
         "config_sha256": config_sha256(cfg),
         "trained_by": meta.get("trained_by", cfg.run_name),
+        **({"halving": meta["halving"]} if meta.get("halving") else {}),
         "train_runtime_seconds": train_seconds,
         "eval_runtime_seconds": round(t_eval, 3),
         "eval_timing_seconds": {
             "generation_and_loss": round(t_gen, 3),
             "rouge": round(t_rouge, 3),
-            "bertscore": round(t_eval - t_gen - t_rouge, 3),
+            "bertscore": round(t_bert, 3),
+            **({"extra_metrics": round(t_eval - t_gen - t_rouge - t_bert, 3)} if extra else {}),
         },
         "runtime_seconds": round(train_seconds + t_eval, 3),
         "end_time": now_iso(),

@@ -6,6 +6,7 @@ rule's input, the log is the rule's log. The config is read and validated once, 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -62,39 +63,60 @@ def prepare_data_job(snakemake) -> int:
 
 
 def train_job(snakemake) -> int:
-    """rule train: the training keys of a run (params) + prepared data -> results/<run>/trained/.
+    """rule train: the training keys of a run (params) + prepared data -> results/<run>/trained/."""
+    return train_in_job(snakemake)
+
+
+def train_in_job(
+    snakemake, stop_after: int | None = None, trained_dir: Path | None = None, config: dict | None = None
+) -> int:
+    """Everything rule train does: the training keys of a run (params) + prepared data -> results/<run>/trained/.
 
     Only the first run of each group of runs that differ in decoding keys alone is trained; rule
     link_checkpoint gives every run of the group (this one too) its own checkpoint/ and meta.json.
-    Resume state lives in trained/resume/ (not an output: a retried job resumes from it)."""
+    Resume state lives in trained/resume/ (not an output: a retried job resumes from it).
+    `stop_after`: checkpoint and stop after that optimizer step (returns EXIT_INTERRUPTED, 143).
+    `trained_dir`, `config`: for rule train_rung (successive halving), whose output is not trained/ and whose
+    params are the whole run config: the folder and the training keys (default: the rule's output folder
+    and params).
+
+    The rule's resources choose the processes (`distributed.layout_from_resources`: gpu/gres, nodes,
+    ddp_procs): one process trains here; several are started by torchrun (`_train_ranks`)."""
     _offline()
     _to_log(snakemake.log[0], "a")  # a retried job keeps the history of its attempts
     from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, setup_logging
     from .config import ConfigError, dump_yaml, training_config
+    from .distributed import STOP_FILE, LaunchError, layout_from_resources
     from .runfolder import RunFolder, RunFolderError, RunLock, atomic_write_text
     from .train import TrainingInterrupted, discard_other_training, train
 
     setup_logging()
-    trained = RunFolder(Path(snakemake.output.meta).parent)
+    trained = RunFolder(trained_dir or Path(snakemake.output.meta).parent)
+    config = snakemake.params.config if config is None else config
     try:
-        cfg = training_config(snakemake.params.config, source=f"{trained.path}: training config")
+        cfg = training_config(config, source=f"{trained.path}: training config")
+        layout = layout_from_resources(snakemake.resources)
         trained.path.mkdir(parents=True, exist_ok=True)
         with RunLock(trained.path, what="train"):
             trained.remove_temp_files()
+            (trained.path / STOP_FILE).unlink(missing_ok=True)  # a stop request of an earlier attempt
             discard_other_training(trained, cfg)
-            atomic_write_text(trained.path / "train_config.yaml", dump_yaml(snakemake.params.config))
+            atomic_write_text(trained.path / "train_config.yaml", dump_yaml(config))
+            if layout.distributed:
+                return _train_ranks(snakemake, trained, layout, stop_after, config)
             train(
                 cfg,
                 trained,
                 Path(snakemake.input.prepared),
                 snakemake.threads,
+                stop_after,
                 restart_on_data_change=True,
                 decoding=False,
             )
     except TrainingInterrupted as e:
         log.warning("%s", e)
         return EXIT_INTERRUPTED
-    except (ConfigError, RunFolderError) as e:
+    except (ConfigError, RunFolderError, LaunchError) as e:
         log.error("%s", e)
         return EXIT_BAD_INPUT
     except Exception as e:
@@ -102,6 +124,80 @@ def train_job(snakemake) -> int:
         log.exception("run %s failed in train", trained.path.parent.name)
         return EXIT_FAILED
     return 0
+
+
+def _train_ranks(snakemake, trained, layout, stop_after: int | None, config: dict) -> int:
+    """Train with torchrun: `layout.nproc_per_node` ranks on this node (`--standalone`), or one `srun` task per
+    node of the job, each a torchrun joining a c10d rendezvous on the job's first node. Called under the
+    run lock. The ranks read a spec file; rank 0 writes the outcome (torchrun does not keep exit codes).
+    SIGTERM/SIGUSR1 here become a stop file that every rank checks after each step (torchrun would give
+    its workers only 30 s to save after a signal)."""
+    import signal
+    import subprocess
+
+    from .cli import EXIT_FAILED
+    from .distributed import RESULT_FILE, STOP_FILE, LaunchError, launch_command, slurm_first_node
+    from .runfolder import RunFolder, atomic_write_text, write_json
+
+    res = snakemake.resources
+    job_id = os.environ.get("SLURM_JOB_ID")
+    first_node = None
+    if layout.nnodes > 1:
+        if res.get("mpi") is None:
+            raise LaunchError(
+                f"train: nodes={layout.nnodes} needs the resources mpi (e.g. 'srun'), tasks={layout.nnodes} "
+                "and tasks_per_gpu=0, so that the job's batch step starts one torchrun per node "
+                "(see profiles/default/config.yaml)"
+            )
+        first_node = slurm_first_node(job_id)
+    spec = trained.path / ".ddp-spec.json"
+    write_json(
+        spec,
+        {
+            "config": config,
+            "run_dir": str(trained.path.resolve()),
+            "prepared": str(Path(snakemake.input.prepared).resolve()),
+            "threads": max(1, (snakemake.threads or 1) // layout.nproc_per_node),
+            "stop_after": stop_after,
+            "restart_on_data_change": True,
+        },
+    )
+    result = trained.path / RESULT_FILE
+    result.unlink(missing_ok=True)
+    cmd = launch_command(layout, spec, job_id, first_node)
+    log.info(
+        "train: %d processes (%d node(s) x %d): %s",
+        layout.world_size,
+        layout.nnodes,
+        layout.nproc_per_node,
+        " ".join(cmd),
+    )
+
+    def stop(signum, frame):
+        name = signal.Signals(signum).name
+        log.warning("%s received: every rank saves a resume checkpoint after this step", name)
+        atomic_write_text(trained.path / STOP_FILE, f"{name}\n")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    sys.stdout.flush()
+    try:
+        proc = subprocess.Popen(cmd, stdout=sys.stdout, stderr=sys.stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        rc = proc.wait()
+    except OSError as e:
+        raise LaunchError(f"train: cannot start {cmd[0]}: {e}") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    try:
+        outcome = json.loads(result.read_text())["rc"]
+    except (OSError, ValueError, KeyError):
+        reason = f"torchrun exited {rc} and rank 0 reported no outcome (a rank crashed or was killed; see the log)"
+        RunFolder(trained.path.parent).record_failure("train", reason)
+        log.error("run %s: %s", trained.path.parent.name, reason)
+        return EXIT_FAILED
+    if outcome == 0 and rc != 0:
+        log.warning("torchrun exited %d after rank 0 finished training", rc)
+    return outcome
 
 
 SHARED_FILES = ("log_history.jsonl", "step_losses.jsonl", "requirements.txt", "git.diff")

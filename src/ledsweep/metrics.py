@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from numbers import Real
 from pathlib import Path
 
 from .config import ConfigError, is_local_path
@@ -53,10 +55,14 @@ def rouge_per_example(predictions: list[str], references: list[str], workers: in
         return [row for part in pool.map(_rouge_chunk, chunks) for row in part]
 
 
+def rouge_mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of per-example ROUGE F-measures (rouge_per_example's rows)."""
+    return {k: sum(r[k] for r in rows) / len(rows) for k in ROUGE_TYPES}
+
+
 def rouge(predictions: list[str], references: list[str], workers: int = 1) -> dict[str, float]:
     """Mean F-measure of ROUGE-1/2/L/Lsum with Porter stemming."""
-    rows = rouge_per_example(predictions, references, workers)
-    return {k: sum(r[k] for r in rows) / len(rows) for k in ROUGE_TYPES}
+    return rouge_mean(rouge_per_example(predictions, references, workers))
 
 
 def resolve_bertscore_model(name: str) -> str:
@@ -135,13 +141,127 @@ class BertScore:
                 out.append(torch.stack((p, r, f), dim=-1).cpu())
         return torch.cat(out)
 
+    def _kept_scores(self, predictions: list[str], references: list[str]):
+        """(indices of the pairs with two non-empty texts, their (k, 3) float64 P/R/F1 tensor or None)."""
+        keep = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
+        if not keep:
+            return keep, None
+        scores = self._scores([predictions[i] for i in keep], [references[i] for i in keep])
+        # cosine similarities of identical texts come out a few ulp above 1: clip into [0, 1]
+        return keep, scores.double().clamp(0.0, 1.0)
+
+    def per_example(self, predictions: list[str], references: list[str]) -> list[tuple[float, float, float]]:
+        """(P, R, F1) of each pair, in order; a pair with an empty text scores (0, 0, 0)."""
+        keep, scores = self._kept_scores(predictions, references)
+        out = [(0.0, 0.0, 0.0)] * len(predictions)
+        for i, row in zip(keep, scores.tolist() if scores is not None else ()):
+            out[i] = tuple(row)
+        return out
+
     def __call__(self, predictions: list[str], references: list[str]) -> dict[str, float]:
         """Mean P/R/F1; an empty prediction scores 0 (bert-score itself crashes on '' under transformers 5)."""
-        keep = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
-        totals = [0.0, 0.0, 0.0]
-        if keep:
-            scores = self._scores([predictions[i] for i in keep], [references[i] for i in keep])
-            # cosine similarities of identical texts come out a few ulp above 1: clip into [0, 1]
-            totals = scores.double().clamp(0.0, 1.0).sum(dim=0).tolist()
+        keep, scores = self._kept_scores(predictions, references)
+        totals = scores.sum(dim=0).tolist() if keep else [0.0, 0.0, 0.0]
         n = len(predictions)
         return {"bertscore_precision": totals[0] / n, "bertscore_recall": totals[1] / n, "bertscore": totals[2] / n}
+
+
+# ----------------------------------------------------------------------------- evaluate modules
+# ROUGE and BERTScore as Hugging Face `evaluate` metric modules (src/ledsweep/metric_modules/<name>/
+# <name>.py, thin wrappers over the functions above), and any extra metric `evaluate` can load.
+# `import evaluate` costs 5-10 s (it imports transformers' pipelines): only these functions import it.
+MODULES = Path(__file__).with_name("metric_modules")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def module_path(name: str) -> str:
+    """The folder of one of ledsweep's own metric modules ('rouge', 'bertscore'): evaluate.load() it."""
+    path = MODULES / name
+    if not (path / f"{name}.py").is_file():
+        raise ValueError(
+            f"no ledsweep metric module {name!r}; expected one of {sorted(p.name for p in MODULES.iterdir())}"
+        )
+    return str(path)
+
+
+def import_evaluate():
+    """`evaluate`, offline when the hub is (jobs set HF_HUB_OFFLINE=1): cached modules load without any
+    network attempt (evaluate reads only its own HF_EVALUATE_OFFLINE)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+    if offline:
+        os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+    import evaluate
+
+    if offline:
+        evaluate.config.HF_EVALUATE_OFFLINE = True
+    return evaluate
+
+
+def load_module(spec: str, **init_kwargs):
+    """evaluate.load(spec) for an `evaluation.extra_metrics` entry or module_path(); in memory (no cache
+    files of predictions). ConfigError naming the entry when there is no such module here: a local path
+    that is missing, or a hub name not in the cache while offline."""
+    from .prefetch import metric_source, not_cached
+
+    key = "evaluation.extra_metrics"
+    kind, where = metric_source(spec)
+    if kind == "missing":
+        raise ConfigError(
+            f"{key}: {spec!r}: no metric module at {where} (expected a .py file or a folder <name>/<name>.py)"
+        )
+    evaluate = import_evaluate()
+    if kind == "hub" and where is None and evaluate.config.HF_EVALUATE_OFFLINE:
+        raise ConfigError(
+            f"{key}: {spec!r}: {not_cached(spec)}, and this job is offline; "
+            f"prefetch it where there is internet: {prefetch_hint()}"
+        )
+    try:
+        return evaluate.load(os.path.expanduser(spec) if kind == "local" else spec, keep_in_memory=True, **init_kwargs)
+    except (FileNotFoundError, ConnectionError, ImportError) as e:
+        raise ConfigError(f"{key}: {spec!r}: evaluate cannot load it: {e}") from None
+
+
+def prefetch_hint(sweep: str = "<sweep>") -> str:
+    return f"snakemake --profile <profile> -f results/sweeps/{sweep}/prefetch.json"
+
+
+def extra_metric_value(spec: str, result: dict):
+    """The one number of an extra metric's result: the value under the metric's own name (meteor ->
+    {'meteor': ...}), else under 'score' (sacrebleu, chrf, ter), else the only number it returns.
+    ValueError naming the metric and its keys otherwise."""
+    from . import metrics_registry
+
+    name = metrics_registry.extra_metric_name(spec)
+    if not isinstance(result, dict):
+        raise ValueError(f"evaluation.extra_metrics: {spec!r}: expected a dict of results, got {type(result).__name__}")
+    # numbers.Real: also numpy's scalars (np.float32 is no float)
+    numbers = {k: v for k, v in result.items() if isinstance(v, Real) and not isinstance(v, bool)}
+    for key in (name, "score"):
+        if key in numbers:
+            return float(numbers[key])
+    if len(numbers) == 1:
+        return float(next(iter(numbers.values())))
+    raise ValueError(
+        f"evaluation.extra_metrics: {spec!r}: cannot tell which result is the metric: expected a number under "
+        f"'{name}' or 'score', or exactly one number; it returned {sorted(result)}"
+    )
+
+
+def load_extra_metrics(specs) -> dict:
+    """metric name -> loaded evaluate module, for each `evaluation.extra_metrics` entry (load before
+    generating: a missing module fails the job at once)."""
+    from . import metrics_registry
+
+    return {metrics_registry.extra_metric_name(s): (s, load_module(s)) for s in specs}
+
+
+def extra_metrics(modules: dict, predictions: list[str], references: list[str]) -> dict[str, float]:
+    """metric name -> its number (extra_metric_value) for the modules of load_extra_metrics."""
+    out = {}
+    for name, (spec, module) in modules.items():
+        try:
+            result = module.compute(predictions=predictions, references=references)
+        except Exception as e:
+            raise RuntimeError(f"evaluation.extra_metrics: {spec!r}: computing failed: {type(e).__name__}: {e}") from e
+        out[name] = extra_metric_value(spec, result)
+    return out

@@ -6,6 +6,7 @@
     mr.get("rougeL").format(0.71234)  # '0.7123'
     mr.get("meteor")                  # an extra metric by name: higher is better, shown as 0.0000
     mr.register("ter", higher_is_better=False)   # an extra metric whose direction is not the default
+    mr.extra_metric_name("tests/metric_modules/word_overlap")  # 'word_overlap': its summary.json key
 
 Used by summary.json (`summary_metrics`), the workflow schema (`primary_metric` enum, written by
 scripts/write_schema.py), aggregation and its tables, plots, scripts/compare.py and the plot rule's
@@ -101,6 +102,16 @@ def check_name(name: Any) -> None:
         raise ValueError(
             f"metric name {name!r}: expected letters, digits, '_' and '-', starting with a letter (and no '_vs_')"
         )
+
+
+def extra_metric_name(spec: str) -> str:
+    """The summary.json key and column of an `evaluation.extra_metrics` entry: what evaluate names the
+    module. A hub name as written ('meteor'), a community module's last part ('org/my_metric' ->
+    'my_metric'), a local module's file stem ('metrics/word_overlap' or '.../word_overlap.py' ->
+    'word_overlap'). The name is not checked here (see check_name)."""
+    last = [p for p in spec.split("/") if p]
+    name = last[-1] if last else spec
+    return name[: -len(".py")] if name.endswith(".py") else name
 
 
 def summary_metrics(values: Mapping[str, Any], extra: Iterable[str] = ()) -> dict[str, Any]:

@@ -193,6 +193,8 @@ def plot_metric_vs_key(
     if key not in keys:
         raise ValueError(f"sweep {sweep.name}: {key!r} is not a swept key (other than seed): {keys}")
     rows = collect(results_dir, sweep) if rows is None else rows
+    if sweep.sampled or sweep.halving:
+        return _plot_runs_vs_key(rows, sweep, metric, key, out)
     groups = by_config(rows, sweep)
     best = best_config(groups, metric)
     others = [k for k in keys if k != key]
@@ -251,6 +253,61 @@ def plot_metric_vs_key(
         return _save(fig, out)
 
 
+def _reached(row: dict) -> str:
+    """'rung 1 at step 20' for a run of a halving sweep, '' otherwise."""
+    return f"rung {row['rung']} at step {row['steps']}" if row.get("rung") is not None else ""
+
+
+def _plot_runs_vs_key(rows: list[dict], sweep: Sweep, metric: str, key: str, out: str | Path) -> Path:
+    """A sampled or halving sweep: one point per run (its configs rarely repeat), filled where the run
+    completed, hollow where halving stopped it (labelled with the rung it reached); the best run starred."""
+    best = best_run(sort_rows(rows, metric))
+    numeric = all(_num(r.get(key)) for r in rows if r.get(key) is not None)
+    values = list(dict.fromkeys(repr(r.get(key)) for r in rows))
+    plt, rc = _pyplot()
+    with plt.rc_context(rc):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        drawn = 0
+        for status, style in (("completed", {"color": "C0"}), ("stopped", {"markerfacecolor": "none", "color": "C7"})):
+            pts = [r for r in rows if r.get("status") == status and _num(r.get(metric))]
+            if not pts:
+                continue
+            xs = [r[key] if numeric else values.index(repr(r[key])) for r in pts]
+            rungs = sorted({_reached(r) for r in pts} - {""})
+            label = status + (f" ({', '.join(rungs)})" if rungs else "")
+            ax.plot(xs, [r[metric] for r in pts], marker="o", linestyle="none", markersize=6, label=label, **style)
+            drawn += len(pts)
+        for r in rows:
+            if r["run_name"] == best:
+                x = r[key] if numeric else values.index(repr(r[key]))
+                ax.plot(
+                    [x],
+                    [r[metric]],
+                    marker="*",
+                    markersize=16,
+                    color=BEST_COLOR,
+                    linestyle="none",
+                    zorder=5,
+                    label=f"best: {best} ({metric} {format_cell(metric, r[metric], (metric,))})",
+                )
+        if not drawn:
+            ax.text(0.5, 0.5, "no completed runs yet", ha="center", va="center", transform=ax.transAxes)
+        if numeric and drawn:
+            xs = [r[key] for r in rows if _num(r.get(key))]
+            if min(xs) > 0 and max(xs) / min(xs) >= 10:
+                ax.set_xscale("log")
+        elif not numeric:
+            ax.set_xticks(range(len(values)))
+            ax.set_xticklabels([v.strip("'") for v in values])
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"{metric} (test split, one point per run)")
+        ax.set_title(f"sweep {sweep.name}: {metric} vs {key}")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
+        return _save(fig, out)
+
+
 def plot_loss_curves(
     results_dir: str | Path, sweep: Sweep, out: str | Path, metric: str | None = None, rows: list[dict] | None = None
 ) -> Path:
@@ -259,6 +316,7 @@ def plot_loss_curves(
     metric = metric or sweep.primary_metric
     rows = collect(results_dir, sweep) if rows is None else rows
     best = best_run(sort_rows(rows, metric))
+    reached = {r["run_name"]: _reached(r) for r in rows}
     plt, rc = _pyplot()
     with plt.rc_context(rc):
         fig, ax = plt.subplots(figsize=FIGSIZE)
@@ -275,7 +333,8 @@ def plot_loss_curves(
                 color=BEST_COLOR if is_best else f"C{i % 9}",
                 alpha=1.0 if is_best else 0.8,
                 zorder=4 if is_best else 2,
-                label=f"{name} (best {metric})" if is_best else name,
+                label=(f"{name} (best {metric})" if is_best else name)
+                + (f", {reached[name]}" if reached.get(name) else ""),
             )
             if losses["eval"]:
                 ax.plot(

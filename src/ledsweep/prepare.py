@@ -260,7 +260,7 @@ def _tokenize_split(ds, tok, spec: dict, split: str, num_proc: int, cache: Path)
 
     procs = num_proc if len(ds) >= SMALL_SPLIT else 1
     return ds.map(
-        partial(_tokenize_batch, tok=tok, spec=spec, keep_reference=split == "test"),
+        partial(_tokenize_batch, tok=tok, spec=spec, keep_reference=split in ("validation", "test")),
         batched=True,
         batch_size=MAP_BATCH,
         num_proc=procs if procs > 1 else None,

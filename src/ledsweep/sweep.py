@@ -1,4 +1,4 @@
-"""Expand named sweeps (base config x grid [x zip]) into runs with short, deterministic names.
+"""Expand named sweeps (base config x grid [x zip] [x sample]) into runs with short, deterministic names.
 
     sweeps:
       demo:
@@ -6,9 +6,12 @@
         grid: {training.learning_rate: [3.0e-4, 1.0e-3], seed: [1, 2]}
         zip: {model.d_model: [64, 128], model.ffn_dim: [256, 512]}   # optional: vary together
         set: {training.max_steps: 400}                                # optional: fixed overrides
+        sample: {method: sobol, n: 16, seed: 0, space: {...}}         # optional: see ledsweep.search
+        halving: {rungs: [200, 600, 1200], keep: 0.34, metric: rougeL}   # optional: ledsweep.search
 
 Each point becomes run `<sweep>_<slug>`, e.g. `demo_lr0.0003_seed1`: keys sorted, so the name does
-not depend on the order in the file. Cheap to import and fast: the Snakefile calls it at parse time.
+not depend on the order in the file. A sampled point adds `_s<i>` (its place in the draw): `lr_search_s07`.
+Cheap to import and fast: the Snakefile calls it at parse time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from . import metrics_registry
+from . import metrics_registry, search
 from .config import (
     IDENTITY_KEYS,
     ConfigError,
@@ -70,6 +73,8 @@ class Sweep:
     keys: list[str]  # swept dotted keys, sorted
     primary_metric: str = "rougeL"
     runs: dict[str, Run] = field(default_factory=dict)
+    halving: search.Halving | None = None  # successive halving (the workflow's rungs), or a plain sweep
+    sampled: int = 0  # points drawn by `sample:` (0: a grid alone)
 
 
 def format_value(value: Any) -> str:
@@ -129,36 +134,77 @@ def _copy_tree(data: dict) -> dict:
     }
 
 
-def _check_spec(name: str, spec: Any) -> tuple[dict, dict, dict, str]:
-    """The sweep's shape and every swept value: (grid, zip, set, primary_metric), or SweepError."""
+SPEC_KEYS = ("base", "grid", "zip", "set", "sample", "halving", "primary_metric", "description")
+
+
+@dataclass
+class _Shape:
+    """A checked sweep definition: what varies and how."""
+
+    grid: dict
+    zipped: dict
+    fixed: dict
+    metric: str
+    samples: list[dict]  # sampled points ({} alone without `sample:`)
+    sample_n: int = 0
+    halving: search.Halving | None = None
+
+
+def _check_spec(name: str, spec: Any) -> _Shape:
+    """The sweep's shape and every swept (or sampled) value, or SweepError."""
     if not SWEEP_NAME.match(name):
         raise SweepError(f"sweep '{name}': name must match {SWEEP_NAME.pattern}")
     if not isinstance(spec, dict):
-        raise SweepError(f"sweep '{name}': expected a mapping with 'base' and 'grid'")
-    unknown = set(spec) - {"base", "grid", "zip", "set", "primary_metric", "description"}
+        raise SweepError(f"sweep '{name}': expected a mapping with 'base' and 'grid' (or 'sample')")
+    unknown = set(spec) - set(SPEC_KEYS)
     if unknown:
+        raise SweepError(f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: {', '.join(SPEC_KEYS[:-1])}")
+    if "base" not in spec or ("grid" not in spec and "sample" not in spec):
         raise SweepError(
-            f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: base, grid, zip, set, primary_metric"
+            f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values) or 'sample'"
         )
-    if "base" not in spec or "grid" not in spec:
-        raise SweepError(f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values)")
     leaves, validators = schema_leaf_paths(run_schema()), {}
-    grid, zipped, fixed = spec["grid"], spec.get("zip") or {}, spec.get("set") or {}
+    grid, zipped, fixed = spec.get("grid", {}), spec.get("zip") or {}, spec.get("set") or {}
     for section, mapping in (("grid", grid), ("zip", zipped), ("set", fixed)):
-        if not isinstance(mapping, dict) or (section == "grid" and not mapping):
+        if not isinstance(mapping, dict) or (section == "grid" and "grid" in spec and not mapping):
             raise SweepError(f"sweep '{name}': {section}: expected a mapping of dotted config keys")
         for key, values in mapping.items():
             _check_key(name, section, key, leaves)
             _check_values(name, section, key, [values] if section == "set" else values, leaves, validators)
-    overlap = (set(grid) & set(zipped)) | (set(fixed) & (set(grid) | set(zipped)))
+    samples, n, space = [{}], 0, {}
+    try:
+        if "sample" in spec:
+            method, n, seed, space = search.check_sample(name, spec["sample"])
+            for key in space:
+                _check_key(name, "sample.space", key, leaves)
+            samples = search.sample_points(method, n, seed, space)
+            for key in space:  # every sampled value is checked like a grid value
+                _check_values(name, "sample.space", key, [p[key] for p in samples], leaves, validators)
+        metric = spec.get("primary_metric", "rougeL")
+        if metric not in metrics_registry.names():
+            raise SweepError(
+                f"sweep '{name}': primary_metric: expected one of {metrics_registry.names()}, got {metric!r}"
+            )
+        halving = search.check_halving(name, spec["halving"], metrics_registry.names()) if "halving" in spec else None
+    except search.SearchError as e:
+        raise SweepError(str(e)) from None
+    sections = {"grid": set(grid), "zip": set(zipped), "set": set(fixed), "sample.space": set(space)}
+    overlap = {k for a, b in itertools.combinations(sections.values(), 2) for k in a & b}
     if overlap:
-        raise SweepError(f"sweep '{name}': keys appear in more than one of grid/zip/set: {sorted(overlap)}")
+        raise SweepError(f"sweep '{name}': keys appear in more than one of grid/zip/set/sample: {sorted(overlap)}")
     if len({len(v) for v in zipped.values()}) > 1:
         raise SweepError(f"sweep '{name}': zip: every list must have the same length")
-    metric = spec.get("primary_metric", "rougeL")
-    if metric not in metrics_registry.names():
-        raise SweepError(f"sweep '{name}': primary_metric: expected one of {metrics_registry.names()}, got {metric!r}")
-    return grid, zipped, fixed, metric
+    if halving is not None:
+        budget = "training.max_steps"
+        if any(budget in keys for section, keys in sections.items() if section != "set"):
+            raise SweepError(f"sweep '{name}': halving: {budget} cannot be swept (halving.rungs[-1] is the budget)")
+        if fixed.get(budget, halving.rungs[-1]) != halving.rungs[-1]:
+            raise SweepError(
+                f"sweep '{name}': set.{budget} is {fixed[budget]} but halving.rungs ends at {halving.rungs[-1]} "
+                f"(the full budget): leave {budget} out of set"
+            )
+        fixed = {**fixed, budget: halving.rungs[-1]}
+    return _Shape(grid, zipped, fixed, metric, samples, n, halving)
 
 
 def _base_config(name: str, spec: dict, fixed: dict, cache: dict) -> dict:
@@ -177,13 +223,18 @@ def _base_config(name: str, spec: dict, fixed: dict, cache: dict) -> dict:
     return base
 
 
-def _points(grid: dict, zipped: dict):
-    """Every grid combination crossed with every zip position: {dotted key: value}, keys sorted."""
+def _points(shape: _Shape, sweep: str):
+    """(run name, {dotted key: value}) for every grid combination x zip position x sampled point."""
+    grid, zipped = shape.grid, shape.zipped
     grid_keys = sorted(grid)
     zip_points = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
     for combo in itertools.product(*(grid[k] for k in grid_keys)):
         for zp in zip_points:
-            yield dict(sorted({**dict(zip(grid_keys, combo)), **zp}.items()))
+            point = {**dict(zip(grid_keys, combo)), **zp}
+            prefix = run_name(sweep, point)
+            for i, sampled in enumerate(shape.samples):
+                suffix = f"_{search.point_suffix(i, shape.sample_n)}" if shape.sample_n else ""
+                yield prefix + suffix, dict(sorted({**point, **sampled}.items()))
 
 
 def _check_point_name(sweep: Sweep, rname: str, overrides: dict) -> None:
@@ -227,20 +278,36 @@ def _resolve_from(template: dict, name: str, overrides: dict, rname: str) -> dic
 
 def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache: dict | None = None) -> Sweep:
     """One sweep definition -> its runs, every value and every run name validated (SweepError otherwise)."""
-    grid, zipped, fixed, metric = _check_spec(name, spec)
-    base = _base_config(name, spec, fixed, base_cache if base_cache is not None else {})
-    sweep = Sweep(name, sorted([*grid, *zipped]), metric)
+    shape = _check_spec(name, spec)
+    base = _base_config(name, spec, shape.fixed, base_cache if base_cache is not None else {})
+    keys = sorted([*shape.grid, *shape.zipped, *shape.samples[0]])
+    sweep = Sweep(name, keys, shape.metric, halving=shape.halving, sampled=shape.sample_n)
     template = None
-    for overrides in _points(grid, zipped):
-        rname = run_name(name, overrides)
+    for rname, overrides in _points(shape, name):
         _check_point_name(sweep, rname, overrides)
         if template is None:
             template = _resolve_first(name, spec["base"], base, overrides, rname, results_dir)
             resolved = _copy_tree(template)
+            if shape.halving:
+                _check_halving_config(name, template, shape.halving)
         else:
             resolved = _resolve_from(template, name, overrides, rname)
         sweep.runs[rname] = Run(name, rname, overrides, resolved)
     return sweep
+
+
+def _check_halving_config(name: str, config: dict, halving: search.Halving) -> None:
+    """Halving ranks runs on the validation split: the data must have one, and the metric a scorer."""
+    data = config["data"]
+    if halving.metric.startswith("bertscore") and not config["evaluation"].get("bertscore_model"):
+        raise SweepError(
+            f"sweep '{name}': halving.metric: {halving.metric} needs evaluation.bertscore_model in the base config"
+        )
+    if not data.get("validation_file") and not data.get("dataset_name"):
+        raise SweepError(
+            f"sweep '{name}': halving: rungs are measured on the validation split, but the base config has "
+            f"no data.validation_file (or data.dataset_name)"
+        )
 
 
 def _as_config(resolved: dict) -> RunConfig:
@@ -258,9 +325,12 @@ def _as_config(resolved: dict) -> RunConfig:
 
 def trainers(sweep: Sweep) -> dict[str, str]:
     """run -> the run that trains for it: the first (by name) of the runs whose configs differ only in
-    decoding keys (generation.*, evaluation.*). Every other run of the group shares its trained model."""
+    decoding keys (generation.*, evaluation.*). Every other run of the group shares its trained model.
+    In a halving sweep every run trains itself (its rungs are measured with its own decoding)."""
     from .config import DECODING_SECTIONS
 
+    if sweep.halving:  # each run is measured, and stopped or kept, on its own
+        return {name: name for name in sweep.runs}
     first: dict[str, str] = {}
     out = {}
     for name in sorted(sweep.runs):  # the runs share base and `set`: only swept keys can differ

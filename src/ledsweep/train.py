@@ -19,6 +19,7 @@ from pathlib import Path
 from . import model as model_mod
 from . import provenance
 from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml, train_config_sha256
+from .distributed import STOP_FILE
 from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, sha256_file, write_json
 
 log = logging.getLogger("ledsweep")
@@ -147,10 +148,12 @@ def resolve_precision(precision: str) -> str:
 
 
 def set_threads(cfg: RunConfig, fallback: int | None = None) -> int:
-    """torch threads: the config's num_threads, else `fallback` (the job's CPUs), else this process's CPUs."""
+    """torch threads: the config's num_threads, else `fallback` (the job's CPUs), else this process's CPUs
+    (shared by the processes torchrun started on this node)."""
     import torch
 
-    n = cfg.num_threads or fallback or len(os.sched_getaffinity(0))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if "LOCAL_RANK" in os.environ else 1
+    n = cfg.num_threads or fallback or max(1, len(os.sched_getaffinity(0)) // local)
     torch.set_num_threads(n)
     return n
 
@@ -274,6 +277,27 @@ def _trainer_class():
         micro_losses: list[float]
         train_lengths: list[int] | None = None
 
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """The training loss as the Trainer means it: summed over the label tokens of the micro-batch and
+            divided by the tokens of the whole optimizer step (all accumulation steps, all ranks), times
+            the number of ranks (DDP averages gradients). LED's forward takes **kwargs, so the Trainer
+            passes it `num_items_in_batch` and skips its own scaling, but LED ignores it (a mean over each
+            micro-batch): with accumulation or several ranks the loss and gradients came out k times too
+            large. Evaluation (no `num_items_in_batch`) and label smoothing keep the Trainer's path."""
+            if num_items_in_batch is None or self.label_smoother is not None or "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            import torch.nn.functional as F
+
+            labels = inputs["labels"]
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            logits = outputs["logits"]
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100, reduction="sum"
+            ) / num_items_in_batch.to(logits.device)
+            if self.args.average_tokens_across_devices:
+                loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+            return (loss, outputs) if return_outputs else loss
+
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
             self.micro_losses.append(loss.detach().float().item())
@@ -284,7 +308,7 @@ def _trainer_class():
                 return super()._get_train_sampler(train_dataset)
             return SeededLengthGroupedSampler(
                 self.train_lengths,
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
                 seed=self.args.data_seed,
             )
 
@@ -386,6 +410,7 @@ def _training_args(cfg: RunConfig, run: RunFolder, precision: str, has_eval: boo
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # LED uses every parameter in each step (DDP: no extra graph walk)
         log_level="warning",
     )
 
@@ -406,24 +431,39 @@ def train(
     (the workflow's train rule), whose decoding sections are placeholders."""
     from transformers.trainer_callback import PrinterCallback
 
+    from . import distributed
     from .data import read_manifest
 
+    distributed.init()
     threads = set_threads(cfg, threads)
     precision = resolve_precision(cfg.training.precision)
     manifest = read_manifest(prepared)
-    check_resume_data(run, manifest, restart_on_data_change)
     tok = load_tokenizer(prepared)
     model = _build_model(cfg, tok)
     train_ds = load_prepared(prepared, "train")
     eval_ds = load_prepared(prepared, "validation")
+    layout = distributed.run_layout(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps)
+    env, git = {**provenance.environment(), **layout}, provenance.git_state()
 
-    resume_from = latest_checkpoint(run.resume)
-    attempts = _attempts(cfg, run, resume_from, manifest)
-    env, git = provenance.environment(), provenance.git_state()
-    if git["diff"]:
-        atomic_write_text(run.path / "git.diff", git["diff"])
-    write_json(run.meta, _meta(cfg, attempts, env, git, manifest, decoding, precision=precision))
-    atomic_write_text(run.path / "requirements.txt", "\n".join(provenance.installed_packages()) + "\n")
+    # rank 0 alone reads and writes the run folder; the others get its resume decision (or its error)
+    setup: tuple[str, object] = ("ok", None)
+    if distributed.is_main():
+        try:
+            check_resume_data(run, manifest, restart_on_data_change)
+            resume_from = latest_checkpoint(run.resume)
+            attempts = _attempts(cfg, run, resume_from, manifest)
+            if git["diff"]:
+                atomic_write_text(run.path / "git.diff", git["diff"])
+            write_json(run.meta, _meta(cfg, attempts, env, git, manifest, decoding, precision=precision))
+            atomic_write_text(run.path / "requirements.txt", "\n".join(provenance.installed_packages()) + "\n")
+            setup = ("ok", str(resume_from) if resume_from else None)
+        except Exception as e:
+            distributed.share(("failed", f"{type(e).__name__} on rank 0: {e}"))
+            raise
+    kind, value = distributed.share(setup)
+    if kind == "failed":
+        raise RuntimeError(value)
+    resume_from = Path(value) if value else None
 
     trainer = _trainer_class()(
         model=model,
@@ -433,17 +473,18 @@ def train(
         data_collator=_collator(tok, model),
         processing_class=tok,
     )
+    set_threads(cfg, threads)  # again: accelerate's multi-CPU set-up may have changed it
     if cfg.training.group_by_length:  # one small column, read once (not the token ids)
         trainer.train_lengths = load_prepared(prepared, "train", ("length",))["length"]
     from .callbacks import MarkComplete, StepLog, StepLosses, StopOnSignal
 
-    step_losses, on_signal = StepLosses(run, trainer), StopOnSignal(stop_after)
+    step_losses, on_signal = StepLosses(run, trainer), StopOnSignal(stop_after, run.path / STOP_FILE)
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
     for cb in (step_losses, StepLog(), on_signal, MarkComplete()):
         trainer.add_callback(cb)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
-        "run %s: %s, %.2fM parameters, %d train examples (prepared data %s), precision %s, %d threads%s",
+        "run %s: %s, %.2fM parameters, %d train examples (prepared data %s), precision %s, %d threads%s%s",
         cfg.run_name,
         cfg.model.name,
         n_params / 1e6,
@@ -451,6 +492,10 @@ def train(
         manifest["key"],
         precision,
         threads,
+        f", {layout['world_size']} processes on {layout['num_nodes']} node(s), effective batch "
+        f"{layout['effective_batch_size']}"
+        if layout["world_size"] > 1
+        else "",
         f", resuming from {resume_from.name}" if resume_from else "",
     )
     t0 = time.perf_counter()
@@ -462,6 +507,8 @@ def train(
     finally:
         gc.unfreeze()
     train_seconds = time.perf_counter() - t0
+    if on_signal.received and not distributed.is_main():
+        raise TrainingInterrupted(f"{on_signal.received} at step {trainer.state.global_step}")
     if on_signal.received:
         attempts = run.read_json(run.attempts)
         attempts[-1].update(
@@ -474,6 +521,8 @@ def train(
         raise TrainingInterrupted(
             f"{on_signal.received} at step {trainer.state.global_step}: resume checkpoint saved in {run.resume}"
         )
+    if not distributed.is_main():  # rank 0 saves the final weights and meta.json
+        return {}
     return _finish(
         cfg, run, trainer, tok, step_losses, (env, git, manifest, decoding), precision, n_params, result, train_seconds
     )

@@ -21,6 +21,9 @@ finished run folder, unreadable files, the replay crashed). Rules:
   * environment drift (library versions, Python, CUDA, device, precision) and code drift (git commit,
     uncommitted diff) -> differs without a replay; with a replay they are listed and the replayed
     numbers decide; environment drift puts the tolerances in effect;
+  * a run trained by several processes (meta.json world_size > 1) is replayed in one process with the
+    same global batch (gradient_accumulation_steps x world size): the world size is listed as a
+    difference `within tolerance` (never `identical`) and puts the tolerances in effect;
   * a replayed loss/metric: bitwise equal -> identical; else |now - recorded| <= atol + rtol*|recorded|
     with tolerances in effect (or --tolerate) -> within tolerance; else differs. Different weights with
     tolerances in effect -> within tolerance (the metrics then decide).
@@ -66,7 +69,7 @@ class Difference:
     field: str  # e.g. config_sha256, data.train_file, versions.torch, step_losses, metrics.rougeL
     recorded: Any
     now: Any
-    kind: str  # input | code | environment | result
+    kind: str  # input | code | environment | layout | result
     severity: str  # differs | within tolerance | info (listed; the replay decides)
     detail: str = ""
     abs_diff: float | None = None
@@ -131,7 +134,7 @@ class Report:
                 if not t.get("in_effect")
                 else "in effect: --tolerate"
                 if t.get("always")
-                else "in effect: device or library versions differ"
+                else "in effect: device, library versions or world size differ"
             )
             lines.append(f"  tolerance  rtol {t.get('rtol'):g}, atol {t.get('atol'):g} ({why})")
         lines.append("  time       " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
@@ -278,6 +281,20 @@ def check_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], list[str]
     checked.append(
         f"{len(versions)} library versions, {n_packages} packages (requirements.txt), python, cuda, device, precision"
     )
+    world = meta.get("world_size") or 1
+    if world != 1:  # a replay is one process: the same global batch, another summation order
+        diffs.append(
+            Difference(
+                "world_size",
+                world,
+                1,
+                "layout",
+                "within tolerance",
+                f"trained by {world} processes; replayed in one with gradient_accumulation_steps x {world} "
+                "(the same global batch), so at best within tolerance",
+            )
+        )
+    checked.append("world size")
     return diffs, checked
 
 
@@ -300,6 +317,13 @@ def replay(run: RunFolder, meta: dict, workdir: Path, stop_after: int | None, ov
         data = load_yaml(run.config)
         for key, value in overrides.items():
             set_dotted(data, key, value)
+        config = workdir / "replay-config.yaml"
+        config.write_text(dump_yaml(data))
+    world = meta.get("world_size") or 1
+    if world > 1:  # one process, the same global batch: accumulation x world size
+        data = load_yaml(config)
+        steps = (data.get("training") or {}).get("gradient_accumulation_steps") or 1
+        set_dotted(data, "training.gradient_accumulation_steps", steps * world)
         config = workdir / "replay-config.yaml"
         config.write_text(dump_yaml(data))
     try:
@@ -391,6 +415,12 @@ def verify_run(
     tol = tolerance or Tolerance()
     t0 = time.perf_counter()
     run, meta = open_run(path)
+    halted = meta.get("halving") or {}
+    if full and halted.get("status") == "stopped":
+        raise VerifyError(
+            f"{run.path}: successive halving stopped this run at step {halted['step']} (rung {halted['rung']}); "
+            f"a full replay would train to training.max_steps: use --steps K (K <= {halted['step']})"
+        )
     recorded_losses = _read(run.step_losses, lines=True) or []
     mode = "full" if full else "quick" if steps > 0 else "drift"
     if mode == "quick":
@@ -404,7 +434,7 @@ def verify_run(
     report = Report(str(run.path), mode, recorded={**recorded, "torch": (meta.get("versions") or {}).get("torch")})
     report.differences, report.checked = check_drift(run, meta)
     report.seconds["drift check"] = round(time.perf_counter() - t0, 3)
-    in_effect = tol.always or any(d.kind == "environment" for d in report.differences)
+    in_effect = tol.always or any(d.kind in ("environment", "layout") for d in report.differences)
     report.tolerance = {"rtol": tol.rtol, "atol": tol.atol, "always": tol.always, "in_effect": in_effect}
     if mode == "drift":
         report.verdict = decide(report.differences)

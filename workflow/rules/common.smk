@@ -9,6 +9,7 @@ from ledsweep.aggregate import metric_names
 from ledsweep.config import RUN_NAME_PATTERN, training_part
 from ledsweep.jobs import link_checkpoint
 from ledsweep.data import DATA_KEY_PATTERN, data_keys
+from ledsweep.search import read_decision
 from ledsweep.sweep import (
     SWEEP_NAME,
     SweepError,
@@ -201,9 +202,36 @@ def get_prefetch_marker(wildcards):
     the sweep names only local paths and packaged models (no prefetch job, no edge per run).
     """
     sweep = get_run(wildcards).sweep
+    check_extra_metrics(sweep)
     if not any(sweep_hub_names(sweep).values()):
         return []
     return ancient(f"results/sweeps/{sweep}/prefetch.json")
+
+
+@functools.cache
+def check_extra_metrics(sweep):
+    """Every `evaluation.extra_metrics` entry of the sweep loads offline: a local module that exists, or a
+    hub metric in the evaluate module cache (a filesystem check: no `import evaluate`). Run by each train
+    job's input function, so `snakemake -n` fails here while `snakemake -f .../prefetch.json` runs.
+    """
+    from ledsweep.prefetch import missing_metrics
+
+    missing = missing_metrics(r.config for r in SWEEPS[sweep].runs.values())
+    if missing:
+        hints = []
+        if any("not in the evaluate module cache" in why for why in missing.values()):
+            hints.append(
+                "prefetch hub metrics where there is internet (the login node): snakemake "
+                f"--profile <profile> -f results/sweeps/{sweep}/prefetch.json"
+            )
+        if any(why.startswith("no metric module") for why in missing.values()):
+            hints.append("fix the path of a local module or remove it")
+        raise WorkflowError(
+            f"sweep {sweep}: evaluation.extra_metrics: jobs run offline and cannot load "
+            + "; ".join(f"{name!r}: {why}" for name, why in missing.items())
+            + ". To fix: "
+            + "; ".join(hints)
+        )
 
 
 def get_sweep_summaries(wildcards):
@@ -229,3 +257,70 @@ def print_comparison_paths():
             print(
                 f"sweep {name}: comparison table {table}, by config {table.with_name('comparison_by_config.csv')}"
             )
+
+
+# ---------------------------------------------------------------- successive halving
+def get_halving(wildcards):
+    """The sweep's halving settings (rungs, keep, metric)."""
+    h = SWEEPS[wildcards.sweep].halving
+    if h is None:
+        raise WorkflowError(f"sweep {wildcards.sweep} has no halving: section")
+    if not 1 <= int(wildcards.rung) < len(h.rungs):
+        raise WorkflowError(
+            f"results/sweeps/{wildcards.sweep}/halving/rung{wildcards.rung}.json: decisions are made at "
+            f"rungs 1 to {len(h.rungs) - 1} (rungs: {list(h.rungs)})"
+        )
+    return {"rungs": list(h.rungs), "keep": h.keep, "metric": h.metric}
+
+
+def halving_entrants(sweep, rung):
+    """The runs of `sweep` that train to rung `rung` (1-based): all at rung 1, then the ones the
+    previous decision kept (a checkpoint: known once that decision file exists)."""
+    if rung == 1:
+        return list(SWEEPS[sweep].runs)
+    decision = checkpoints.halving_decision.get(sweep=sweep, rung=rung - 1).output[0]
+    return read_decision(decision)["kept"]
+
+
+def get_rung_results(wildcards):
+    """The rung results a decision ranks: every run that entered the rung, at its step."""
+    step = get_halving(wildcards)["rungs"][int(wildcards.rung) - 1]
+    return [
+        f"results/{run}/rungs/{step}.json"
+        for run in halving_entrants(wildcards.sweep, int(wildcards.rung))
+    ]
+
+
+def get_rung_entry(wildcards):
+    """The decision that let a run into this rung (none at the first)."""
+    run = get_run(wildcards)
+    h = SWEEPS[run.sweep].halving
+    if h is None or int(wildcards.step) not in h.rungs[:-1]:
+        raise WorkflowError(
+            f"results/{run.name}/rungs/{wildcards.step}.json: not a rung of sweep {run.sweep} "
+            f"(rungs before the last: {list(h.rungs[:-1]) if h else 'no halving: section'})"
+        )
+    rung = h.rungs.index(int(wildcards.step)) + 1
+    if rung == 1:
+        return []
+    decision = checkpoints.halving_decision.get(sweep=run.sweep, rung=rung - 1).output[
+        0
+    ]
+    if run.name not in read_decision(decision)["kept"]:
+        raise WorkflowError(f"{run.name} was stopped at rung {rung - 1} ({decision})")
+    return decision
+
+
+def get_halving_decisions(wildcards):
+    """A halving run's decisions up to the one that stopped it (all of them when it went on)."""
+    run = get_run(wildcards)
+    h = SWEEPS[run.sweep].halving
+    out = []
+    for rung in range(1, len(h.rungs) if h else 0):
+        decision = checkpoints.halving_decision.get(sweep=run.sweep, rung=rung).output[
+            0
+        ]
+        out.append(decision)
+        if run.name not in read_decision(decision)["kept"]:
+            break
+    return out

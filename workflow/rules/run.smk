@@ -46,10 +46,13 @@ rule prepare_data:
 # Training keys (a param: decoding keys never retrain) + prepared data -> trained/. Only the
 # first run of each group that differs in generation.*/evaluation.* alone is trained. Resume
 # state lives in trained/resume/, not an output: a failed, timed-out or requeued job resumes.
+# Several GPUs or nodes: the resources (gpu, nodes, gres, ddp_procs; profiles/default/config.yaml)
+# make the job start torchrun, one process per GPU (ledsweep.distributed).
 rule train:
     input:
         prepared=get_prepared_data,
         prefetch=get_prefetch_marker,
+        decisions=get_halving_decisions,
     output:
         checkpoint=directory("results/{run}/trained/checkpoint"),
         meta="results/{run}/trained/meta.json",

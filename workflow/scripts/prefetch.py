@@ -1,4 +1,4 @@
-"""rule prefetch: download the sweep's hub models/datasets into the HF cache (no-op for local paths)."""
+"""rule prefetch: download the sweep's hub models, datasets and metrics into the HF cache (no-op for local paths)."""
 
 import sys
 

@@ -1,7 +1,8 @@
-"""rule train: training keys (params) + prepared data -> results/<run>/trained/ (resumes from trained/resume/)."""
+"""rule train: training keys (params) + prepared data -> results/<run>/trained/ (resumes from trained/resume/).
+A run that successive halving stopped at a rung gets its rung checkpoint instead (ledsweep.halving)."""
 
 import sys
 
-from ledsweep.jobs import train_job
+from ledsweep.halving import train_or_stop_job
 
-sys.exit(train_job(snakemake))  # noqa: F821 - `snakemake` is injected
+sys.exit(train_or_stop_job(snakemake))  # noqa: F821 - `snakemake` is injected

@@ -1,0 +1,183 @@
+"""One run on several processes: torchrun + the Trainer's DDP (gloo on CPU), and the Slurm layouts.
+
+The training tests run `torchrun --standalone --nproc-per-node 2 scripts/train_baseline.py` on the tiny
+config (1 torch thread per process: the machine has 2 cores). Tolerance of a 2-process run against a
+1-process run with the same global batch (2 x 4 vs 1 x 8): every step loss within rtol 5e-3 (measured:
+max 1.3e-3 over 12 steps; dropout masks and the summation order differ).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PY, REPO, run_cli, write_config
+
+from ledsweep import distributed
+from ledsweep.runfolder import sha256_file
+
+LOSS_RTOL = 5e-3
+
+
+def torchrun(*args, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    import os
+
+    cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += [str(REPO / "scripts" / "train_baseline.py"), *map(str, args), "--threads", "1"]
+    return subprocess.run(
+        cmd, cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "step_losses.jsonl").read_text().splitlines()]
+
+
+# ----------------------------------------------------------------------------- layouts (no training)
+class _Resources(dict):
+    __getattr__ = dict.__getitem__
+
+
+def _documented_layouts() -> dict[str, tuple[dict, str]]:
+    """profiles/default/config.yaml's `[layout: NAME]` blocks: (the profile settings, the sbatch line)."""
+    text = (REPO / "profiles/default/config.yaml").read_text()
+    out = {}
+    for m in re.finditer(r"^# \[layout: ([^\]]+)\]\n((?:#   .*\n)+)((?:# (?:->|  ) .*\n)+)", text, re.M):
+        settings = yaml.safe_load("".join(line[4:] + "\n" for line in m.group(2).splitlines()))
+        sbatch = " ".join(line[5:] for line in m.group(3).splitlines())
+        out[m.group(1)] = (settings, " ".join(sbatch.split()))
+    return out
+
+
+def test_documented_layouts_give_the_documented_sbatch_lines():
+    """The executor plugin's own submit string, for the train job of each layout the profile documents."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    rule_threads = 2  # workflow/rules/run.smk, rule train
+    layouts = _documented_layouts()
+    assert set(layouts) == {"1 node x 4 GPUs", "2 nodes x 4 GPUs", "2 CPU processes (CI)"}
+    expected_layout = {
+        "1 node x 4 GPUs": distributed.Layout(1, 4),
+        "2 nodes x 4 GPUs": distributed.Layout(2, 4),
+        "2 CPU processes (CI)": distributed.Layout(1, 2),
+    }
+    for name, (settings, sbatch) in layouts.items():
+        resources = _Resources({**profile["set-resources"]["train"], **settings["set-resources"]["train"]})
+        threads = (settings.get("set-threads") or {}).get("train", rule_threads)
+        job = type("Job", (), {"resources": resources, "threads": threads})()
+        params = {
+            "run_uuid": "RUN_UUID",
+            "slurm_logfile": ".snakemake/slurm_logs/rule_train/RUN/%j.log",
+            "comment_str": "rule_train_wildcards_RUN",
+            "account": "",
+            "partition": "",
+            "workdir": "WORKDIR",
+        }
+        call = get_submit_command(job, params) + set_gres_string(job)
+        assert " ".join(call.split()) == sbatch, name
+        assert distributed.layout_from_resources(resources) == expected_layout[name], name
+
+
+def test_launch_commands():
+    spec = Path("/r/trained/.ddp-spec.json")
+    one = distributed.launch_command(distributed.Layout(1, 4), spec, python="py")
+    assert one == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"] + [
+        "-m",
+        "ledsweep.distributed",
+        str(spec),
+    ]
+    two = distributed.launch_command(distributed.Layout(2, 4), spec, "1234", "gpu07", python="py")
+    assert two[:6] == ["srun", "--jobid=1234", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    assert "--rdzv-endpoint=gpu07:30734" in two and "--rdzv-id=1234" in two and "--nnodes=2" in two
+    with pytest.raises(distributed.LaunchError, match="SLURM_JOB_ID is not set"):
+        distributed.slurm_first_node(None)
+    with pytest.raises(distributed.LaunchError, match="do not split evenly"):
+        distributed.layout_from_resources({"gpu": 3, "nodes": 2})
+    assert distributed.layout_from_resources({"gpu": 1}) == distributed.Layout(1, 1)  # no torchrun
+    assert distributed.layout_from_resources({"gres": "gpu:a100:8", "nodes": 3}) == distributed.Layout(3, 8)
+
+
+# ----------------------------------------------------------------------------- training (torchrun, gloo)
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> Path:
+    """A finished 2-process run (train + evaluate), 2 x 4 examples per step."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    cfg = write_config(
+        tmp / "two.yaml",
+        tmp / "results",
+        training__per_device_train_batch_size=4,
+        evaluation__bertscore_model=None,
+    )
+    proc = torchrun("--config", cfg)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    return tmp / "results" / "tiny_run"
+
+
+@pytest.mark.slow
+def test_two_processes_one_run_folder_close_to_one_process(two_processes, tmp_path):
+    run = two_processes
+    assert sorted(p.name for p in run.parent.iterdir()) == ["prepared", "tiny_run"]  # one run folder
+    assert (run / "summary.json").is_file() and (run / "checkpoint/model.safetensors").is_file()
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["world_size"] == 2 and meta["num_nodes"] == 1 and len(meta["rank_devices"]) == 2
+    assert meta["effective_batch_size"] == 8 and meta["per_device_train_batch_size"] == 4
+    assert meta["global_step"] == 12 and meta["attempts"] == 1
+    for ckpt in (run / "resume").glob("checkpoint-*"):  # every rank's part, then the marker
+        assert {"rng_state_0.pth", "rng_state_1.pth", "ledsweep-checkpoint-complete"} <= {
+            p.name for p in ckpt.iterdir()
+        }
+    # one process, the same global batch (1 x 8)
+    cfg = write_config(tmp_path / "one.yaml", tmp_path / "results", evaluation__bertscore_model=None)
+    prepared = run.parent / "prepared"  # the same data settings: prepared once
+    run_cli(
+        "train_baseline.py",
+        "--config",
+        cfg,
+        "--stage",
+        "train",
+        "--threads",
+        "1",
+        "--prepared-dir",
+        prepared,
+        check=True,
+    )
+    one, two = losses(tmp_path / "results/tiny_run"), losses(run)
+    assert len(one) == len(two) == 12
+    assert two == pytest.approx(one, rel=LOSS_RTOL)
+    # verify_run.py replays it in one process (accumulation x 2): at best within tolerance
+    out = run_cli("verify_run.py", run, "--steps", "4", "--rtol", str(LOSS_RTOL), "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and report["verdict"] == "within tolerance", out.stdout[-3000:] + out.stderr[-2000:]
+    assert any(d["field"] == "world_size" for d in report["differences"])
+
+
+@pytest.mark.slow
+def test_kill9_after_a_checkpoint_resumes_bitwise(two_processes, tmp_path):
+    """Both ranks SIGKILLed at the start of step 10 (checkpoint-8 complete); the rerun resumes from it on
+    2 processes and ends with the weights and step losses of the uninterrupted 2-process run."""
+    cfg = write_config(
+        tmp_path / "two.yaml",
+        tmp_path / "results",
+        training__per_device_train_batch_size=4,
+        evaluation__bertscore_model=None,
+    )
+    prepared = ("--prepared-dir", two_processes.parent / "prepared")
+    killed = torchrun("--config", cfg, "--stage", "train", *prepared, env={"LEDSWEEP_FAULT": "step:10"})
+    assert killed.returncode != 0
+    run = tmp_path / "results/tiny_run"
+    assert not (run / "checkpoint").exists() and (run / "resume/checkpoint-8").is_dir()
+    again = torchrun("--config", cfg, "--stage", "train", *prepared)
+    assert again.returncode == 0, again.stderr[-6000:]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["resumes"] == 1 and meta["attempt_history"][-1]["resumed_from_step"] == 8
+    assert meta["world_size"] == 2
+    assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(
+        two_processes / "checkpoint/model.safetensors"
+    )
+    assert losses(run) == losses(two_processes)
