@@ -173,6 +173,26 @@ def smoke(args, dry: bool, tmp: Path) -> dict:
     }
 
 
+def led_config(s: dict):
+    """The benchmark's LED, sized by `s` (SIZES[...])."""
+    from transformers import LEDConfig
+
+    return LEDConfig(
+        vocab_size=s["vocab"],
+        d_model=s["d_model"],
+        encoder_layers=s["layers"],
+        decoder_layers=s["layers"],
+        encoder_attention_heads=s["heads"],
+        decoder_attention_heads=s["heads"],
+        encoder_ffn_dim=s["ffn"],
+        decoder_ffn_dim=s["ffn"],
+        attention_window=s["window"],
+        max_encoder_position_embeddings=s["max_enc"],
+        max_decoder_position_embeddings=s["max_dec"],
+        use_cache=False,
+    )
+
+
 def model_flops(counts: dict, s: dict, S: int) -> float:
     d, W, T, V, L = s["d_model"], s["window"], s["target"], s["vocab"], s["layers"]
     S = math.ceil(S / W) * W  # LED pads the input to a multiple of the window
@@ -252,7 +272,7 @@ def ddp_worker(args) -> int:
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from transformers import LEDConfig, LEDForConditionalGeneration
+    from transformers import LEDForConditionalGeneration
 
     from ledsweep.model import global_attention_mask
 
@@ -267,20 +287,7 @@ def ddp_worker(args) -> int:
     if not cuda:
         torch.set_num_threads(1)
     torch.manual_seed(0)
-    config = LEDConfig(
-        vocab_size=s["vocab"],
-        d_model=s["d_model"],
-        encoder_layers=s["layers"],
-        decoder_layers=s["layers"],
-        encoder_attention_heads=s["heads"],
-        decoder_attention_heads=s["heads"],
-        encoder_ffn_dim=s["ffn"],
-        decoder_ffn_dim=s["ffn"],
-        attention_window=s["window"],
-        max_encoder_position_embeddings=s["max_enc"],
-        max_decoder_position_embeddings=s["max_dec"],
-        use_cache=False,
-    )
+    config = led_config(s)
     model = LEDForConditionalGeneration(config).to(dev).train()
     model.activation_checkpointing_enable()
     ddp = DDP(model, device_ids=[local] if cuda else None)
@@ -420,7 +427,7 @@ def main() -> int:
 
     import torch
     import transformers
-    from transformers import LEDConfig, LEDForConditionalGeneration
+    from transformers import LEDForConditionalGeneration
 
     if not args.dry_run and not torch.cuda.is_available():
         print(
@@ -464,20 +471,7 @@ def main() -> int:
         result["smoke"] = None if args.skip_smoke else smoke(args, args.dry_run, Path(tmp))
 
     torch.manual_seed(0)
-    config = LEDConfig(
-        vocab_size=s["vocab"],
-        d_model=s["d_model"],
-        encoder_layers=s["layers"],
-        decoder_layers=s["layers"],
-        encoder_attention_heads=s["heads"],
-        decoder_attention_heads=s["heads"],
-        encoder_ffn_dim=s["ffn"],
-        decoder_ffn_dim=s["ffn"],
-        attention_window=s["window"],
-        max_encoder_position_embeddings=s["max_enc"],
-        max_decoder_position_embeddings=s["max_dec"],
-        use_cache=False,
-    )
+    config = led_config(s)
     with torch.device(dev):
         model = LEDForConditionalGeneration(config).train()
     named = lambda stack: list(stack.layers.named_parameters())

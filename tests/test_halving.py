@@ -47,6 +47,8 @@ SWEEP = {
     }
 }
 RUNS = [f"hs_s{i:02d}" for i in range(8)]
+# two jobs at a time on the 2 cores (each run computes on 1 thread: num_threads above)
+LOCAL = ("--profile", "profiles/local", "--set-threads", "train_rung=1", "train=1", "evaluate=1", "prepare_data=1")
 TARGET = "results/sweeps/hs/comparison.csv"
 
 
@@ -64,7 +66,7 @@ def halving_sweep(tmp_path_factory):
     make_workdir(work / "w", cfg)
     work = work / "w"
     proc = subprocess.Popen(
-        [PY, "-m", "snakemake", TARGET, "--profile", "profiles/local"],
+        [PY, "-m", "snakemake", TARGET, *LOCAL],
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
@@ -84,9 +86,9 @@ def halving_sweep(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert killed, "the sweep ended (or timed out) before its second rung could be interrupted"
-    unlock = snakemake(work, "--profile", "profiles/local", "--unlock", targets=[TARGET])  # a SIGKILL leaves the lock
+    unlock = snakemake(work, *LOCAL, "--unlock", targets=[TARGET])  # a SIGKILL leaves the lock
     assert unlock.returncode == 0, unlock.stdout[-3000:]
-    again = snakemake(work, "--profile", "profiles/local", targets=[TARGET], timeout=900)
+    again = snakemake(work, *LOCAL, targets=[TARGET], timeout=900)
     assert again.returncode == 0, again.stdout[-6000:]
     return work, again
 

@@ -246,11 +246,15 @@ def plot_metric_vs_key(
         ax.minorticks_off()
         ax.set_xlabel(key)
         ax.set_ylabel(f"{metric} (mean over seeds, 95% CI)")
-        ax.set_title(f"sweep {sweep.name}: {metric} vs {key}")
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
-        return _save(fig, out)
+        return _finish_metric_plot(ax, fig, sweep, metric, key, out)
+
+
+def _finish_metric_plot(ax, fig, sweep: Sweep, metric: str, key: str, out: str | Path) -> Path:
+    ax.set_title(f"sweep {sweep.name}: {metric} vs {key}")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
+    return _save(fig, out)
 
 
 def _reached(row: dict) -> str:
@@ -301,11 +305,7 @@ def _plot_runs_vs_key(rows: list[dict], sweep: Sweep, metric: str, key: str, out
             ax.set_xticklabels([v.strip("'") for v in values])
         ax.set_xlabel(key)
         ax.set_ylabel(f"{metric} (test split, one point per run)")
-        ax.set_title(f"sweep {sweep.name}: {metric} vs {key}")
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
-        return _save(fig, out)
+        return _finish_metric_plot(ax, fig, sweep, metric, key, out)
 
 
 def plot_loss_curves(
