@@ -111,9 +111,12 @@ def test_concurrent_runs_on_one_folder_one_refused_and_a_kill_never_blocks(tmp_p
     )
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # until A holds the lock (it trains for minutes after that)
+        while time.monotonic() < deadline:  # until A holds the lock and has written its config (it trains on)
             try:
-                if json.loads((run / ".lock").read_text() or "null")["pid"] == a.pid:
+                if (
+                    json.loads((run / ".lock").read_text() or "null")["pid"] == a.pid
+                    and (run / "config.yaml").is_file()
+                ):
                     break
             except (FileNotFoundError, TypeError):
                 pass
