@@ -2,6 +2,7 @@
 """Aggregation cost: N synthetic run folders -> comparison.csv + comparison_by_config.csv.
 
     python bench/aggregate_bench.py --runs 10000 [--repeat 3] [--keep] [--template RUN_DIR]
+    python bench/aggregate_bench.py --dry-run     # a check, not a figure: DRY's sizes, a synthetic template
 
 Synthetic sweep `demo`: training.learning_rate x seed (10 seeds), run names as ledsweep makes them
 (`demo_lr1e-05_seed0`), on config/led_baseline.yaml. Each run folder holds config.yaml, meta.json and
@@ -48,6 +49,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "results" / "led_baseline_run_001"
 SEEDS = 10
+FULL = {"runs": [10000], "repeat": 3}
+DRY = {"runs": [10], "repeat": 1}  # --dry-run, with dry_template() in place of TEMPLATE
 
 LEDSWEEP = """
 import json, sys, time
@@ -185,6 +188,22 @@ def generate(wd: Path, n: int, template: Path = TEMPLATE) -> None:
         (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def dry_template(folder: Path) -> Path:
+    """--dry-run's stand-in for a finished run (nothing trained): config.yaml as ledsweep writes the resolved
+    config/led_baseline.yaml, meta.json and summary.json with the keys this benchmark reads."""
+    sys.path.insert(0, str(REPO / "src"))
+    from ledsweep import metrics_registry
+    from ledsweep.config import dump_yaml, load_config
+
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(dump_yaml(load_config(REPO / "config" / "led_baseline.yaml").to_dict()))
+    meta = {"start_time": "2026-01-01T00:00:00+00:00", "device": "cpu", "git_commit": "0" * 40, "resumes": 0}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    metrics = dict.fromkeys(metrics_registry.names(), 0.5)
+    (folder / "summary.json").write_text(json.dumps({"status": "completed", "metrics": metrics}))
+    return folder
+
+
 def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
     t = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
@@ -211,23 +230,34 @@ def check(wd: Path, n: int) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=int, nargs="+", default=[10000], help="run folders per sweep (multiple of 10)")
-    p.add_argument("--repeat", type=int, default=3, help="best of this many timings (default: %(default)s)")
+    p.add_argument(
+        "--runs", type=int, nargs="+", help=f"run folders per sweep (multiple of 10; default {FULL['runs']})"
+    )
+    p.add_argument("--repeat", type=int, help=f"best of this many timings (default: {FULL['repeat']})")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="tiny sizes (DRY in this file) and a synthetic template: a quick check that the script works",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work folders (their paths are printed)")
     p.add_argument(
         "--template",
         type=Path,
-        default=TEMPLATE,
-        help="finished run folder whose config.yaml/meta.json/summary.json are copied (default: %(default)s)",
+        help="finished run folder whose config.yaml/meta.json/summary.json are copied (default: "
+        f"{TEMPLATE.relative_to(REPO)}; with --dry-run a synthetic one)",
     )
     args = p.parse_args()
+    for key, value in (DRY if args.dry_run else FULL).items():  # what the command line leaves unset
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     py = sys.executable
     table = []
     for n in args.runs:
         wd = Path(tempfile.mkdtemp(prefix=f"ledsweep_agg_{n}_"))
         try:
             t = time.perf_counter()
-            generate(wd, n, args.template)
+            template = args.template or (dry_template(wd / "template") if args.dry_run else TEMPLATE)
+            generate(wd, n, template)
             print(f"{n} run folders in {wd} ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
             lrs, seeds = grid(n)
             led_cmd = [py, "-c", LEDSWEEP.format(src=str(REPO / "src"))]

@@ -25,6 +25,7 @@ round of each phase is reported. Generated tokens are the predictions re-tokeniz
 
     .venv/bin/python bench/eval_bench.py [--run results/led_baseline_run_001] [--prepared DIR] [--repeat 3] \
         [--threads N]
+    .venv/bin/python bench/eval_bench.py --dry-run   # a check, not a figure: DRY (a tiny run trained first)
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 PHASES = ("generation_and_loss", "rouge", "bertscore")
+RUN = REPO / "results" / "led_baseline_run_001"
+FULL = {"repeat": 3}
+DRY = {  # --dry-run: one round, on a run trained first: tests/configs/tiny_run.yaml with these keys changed
+    "repeat": 1,
+    "run": {
+        "num_threads": 1,
+        "data": {"max_train_samples": 16, "max_eval_samples": 4, "max_predict_samples": 4},
+        # a few steps at a high rate: a near-untrained LED predicts </s> first (empty predictions), and the
+        # baseline's bert_score.score crashes on an empty prediction under transformers 5
+        "training": {"max_steps": 6, "learning_rate": 1.0e-2, "lr_scheduler_type": "constant", "save_steps": 6},
+        "generation": {"max_new_tokens": 4},
+    },
+}
 
 
 def _ledsweep(run_dir: Path, prepared: Path, tmp: Path, threads: int | None) -> dict:
@@ -220,6 +234,22 @@ def _prepared_data(run_dir: Path, given: Path | None, tmp: Path, threads: int | 
     return path, manifest, how
 
 
+def _train_dry_run(tmp: Path, changes: dict) -> Path:
+    """--dry-run's run folder: tests/configs/tiny_run.yaml with `changes`, trained (--stage train) into `tmp`,
+    its prepared data beside it (where _prepared_data looks for it)."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "tests" / "configs" / "tiny_run.yaml").read_text())
+    for key, value in changes.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [sys.executable, "scripts/train_baseline.py", "--config", str(tmp / "run.yaml"), "--output-dir", str(tmp)]
+    out = subprocess.run([*cmd, "--stage", "train"], cwd=REPO, capture_output=True, text=True, check=False)
+    if out.returncode:
+        sys.exit(f"training the dry run's model failed:\n{out.stderr[-3000:]}")
+    return tmp / cfg["run_name"]
+
+
 def _spawn(side: str, run_dir: Path, prepared: Path, threads: int | None) -> dict:
     env = {**os.environ, "TQDM_DISABLE": "1"}
     cmd = [sys.executable, __file__, "--side", side, "--run", str(run_dir), "--prepared", str(prepared)]
@@ -232,18 +262,26 @@ def _spawn(side: str, run_dir: Path, prepared: Path, threads: int | None) -> dic
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", type=Path, default=REPO / "results" / "led_baseline_run_001", help="trained run folder")
+    ap.add_argument(
+        "--run",
+        type=Path,
+        help=f"trained run folder (default {RUN.relative_to(REPO)}; with --dry-run one trained first)",
+    )
     ap.add_argument(
         "--prepared",
         type=Path,
         help="the run's prepared data folder (default: <run>/../prepared/<data key>, else prepared "
         "into a temporary folder)",
     )
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of each side, alternating (default 3)")
+    ap.add_argument("--repeat", type=int, help=f"rounds of each side, alternating (default {FULL['repeat']})")
+    ap.add_argument(
+        "--dry-run", action="store_true", help="DRY in this file: a tiny run trained first, one round: a quick check"
+    )
     ap.add_argument("--threads", type=int, help="torch threads for both sides (default: as ledsweep, all CPUs)")
     ap.add_argument("--side", choices=("ledsweep", "baseline"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    run_dir = args.run.resolve()
+    repeat = args.repeat or (DRY if args.dry_run else FULL)["repeat"]
+    run_dir = args.run.resolve() if args.run else RUN  # with --dry-run and no --run: one trained below
     os.chdir(REPO)  # the run config's data paths are relative to the repository
     given = args.prepared.resolve() if args.prepared else None
     if args.side:
@@ -252,16 +290,18 @@ def main() -> int:
 
     rounds: dict[str, list[dict]] = {"ledsweep": [], "baseline": []}
     with tempfile.TemporaryDirectory(prefix="eval_bench_prepared_") as tmp:
+        if args.dry_run and not args.run:
+            run_dir = _train_dry_run(Path(tmp), DRY["run"])
         prepared, manifest, how = _prepared_data(run_dir, given, Path(tmp), args.threads)
         load = [os.getloadavg()[0]]
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             for side, rs in rounds.items():
                 rs.append(_spawn(side, run_dir, prepared, args.threads))
             load.append(os.getloadavg()[0])
 
-    from transformers import AutoTokenizer
+        from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(run_dir / "checkpoint")
+        tok = AutoTokenizer.from_pretrained(run_dir / "checkpoint")  # before a dry run's folder goes
     best, n = {}, len(rounds["ledsweep"][0]["predictions"])
     for side, rs in rounds.items():
         best[side] = {p: min(r["phases"][p] for r in rs) for p in PHASES}

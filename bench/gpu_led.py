@@ -3,6 +3,9 @@
 
     python bench/gpu_led.py [--out bench/out/gpu_results.json] [--dry-run] [--tf32] [--peak-tflops BF16 FP32]
 
+--dry-run: tiny sizes (DRY below) on the CPU, a check that every step works, not a figure; its JSON goes to a
+temporary folder unless --out is given.
+
 1. Smoke: config/led_baseline.yaml (200 steps, `training.precision: auto`) through
    scripts/train_baseline.py (which first prepares the data, into the temporary output
    folder's prepared/); checks summary.json, meta.json device_type cuda / precision bf16
@@ -405,7 +408,9 @@ def goals(cases: list[dict], lengths: list[int]) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="bench/out/gpu_results.json", help="JSON results file")
+    p.add_argument(
+        "--out", help="JSON results file (default bench/out/gpu_results.json; dry run: in a temporary folder)"
+    )
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU: exercises every code path, no GPU needed")
     p.add_argument(
         "--tf32", action="store_true", help="let fp32 matmuls use TF32 tensor cores (default: off, as in PyTorch)"
@@ -535,7 +540,12 @@ def main() -> int:
 
 def write_result(result: dict, args) -> int:
     result["wall_seconds"] = round(time.time() - T0, 1)
-    out = Path(args.out)
+    if args.out:
+        out = Path(args.out)
+    elif args.dry_run:  # not over the figures of a real run
+        out = Path(tempfile.mkdtemp(prefix="gpu_led_dry_")) / "gpu_results.json"
+    else:
+        out = Path("bench/out/gpu_results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {out} ({result['wall_seconds']} s)")

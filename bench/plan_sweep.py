@@ -8,6 +8,7 @@ Both are timed in fresh processes on the same machine, in the same invocation; w
 peak RSS (of the snakemake process) are reported, as ratios ledsweep / baseline.
 
     python bench/plan_sweep.py --runs 1000 10000 [--repeat 3]
+    python bench/plan_sweep.py --dry-run       # a check, not a figure: DRY's tiny sizes
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+FULL = {"runs": [1000, 10000], "repeat": 3}
+DRY = {"runs": [10], "repeat": 1}  # --dry-run
 
 BARE = """
 N = int(config["nruns"])
@@ -101,9 +104,13 @@ def bare_dir(tmp: Path, n: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, nargs="+", default=[1000, 10000])
-    ap.add_argument("--repeat", type=int, default=3, help="timings per case; the minimum is reported")
+    ap.add_argument("--runs", type=int, nargs="+", help=f"runs per sweep (default {FULL['runs']})")
+    ap.add_argument("--repeat", type=int, help=f"timings per case; the minimum is reported (default {FULL['repeat']})")
+    ap.add_argument("--dry-run", action="store_true", help="tiny sizes (DRY in this file): a quick check that it works")
     args = ap.parse_args()
+    for key, value in (DRY if args.dry_run else FULL).items():  # what the command line leaves unset
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     smk = [sys.executable, "-m", "snakemake", "-n", "--quiet", "all", "--cores", "1"]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")
     print("| runs | ledsweep s | bare s | time ratio | ledsweep MiB | bare MiB | memory ratio |")

@@ -2,12 +2,13 @@
 """Real-sized data: preparing an arXiv-like corpus, against a bare `datasets` map, and the second run.
 
     .venv/bin/python bench/prepare_bench.py --mb 100 1000 --num-proc 2
+    .venv/bin/python bench/prepare_bench.py --dry-run    # a check, not a figure: DRY's 3 MB, in a temporary folder
 
-For each size, a deterministic generator writes an arXiv-like corpus to bench/out/ (never committed):
-documents of ~3,000 words (sections of sentences drawn from a 20,000-word Zipf vocabulary, seeded) with a
-~150-word abstract, train/validation/test = 98/1/1 %. A local "pretrained" model folder (a small LED and
-an 8,000-token BPE tokenizer trained on 2,000 of the documents) stands in for a hub model, so that both
-sides tokenize with the same tokenizer and no side trains one.
+For each size, a deterministic generator writes an arXiv-like corpus to bench/out/prepare (or --out; never
+committed): documents of ~3,000 words (sections of sentences drawn from a 20,000-word Zipf vocabulary,
+seeded) with a ~150-word abstract, train/validation/test = 98/1/1 %. A local "pretrained" model folder (a
+small LED and an 8,000-token BPE tokenizer trained on 2,000 of the documents) stands in for a hub model, so
+that both sides tokenize with the same tokenizer and no side trains one.
 
 Each side runs alone in a fresh process, which reports its wall time and peak RSS (its own, and that of
 its largest child: the `num_proc` tokenizer workers), and the peaks of its own anonymous (`RssAnon`) and
@@ -32,12 +33,15 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out" / "prepare"
 PY = sys.executable
+FULL = {"mb": [100]}
+DRY = {"mb": [3]}  # --dry-run: about 125 documents (>= 100: one validation, one test), in a temporary folder
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -239,20 +243,29 @@ def second_run(files: dict, model: str, out_dir: Path) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mb", type=int, nargs="+", default=[100])
+    p.add_argument("--mb", type=int, nargs="+", help=f"corpus sizes in MB (default {FULL['mb']})")
     p.add_argument("--num-proc", type=int, default=2)
-    p.add_argument("--keep", action="store_true", help="keep the corpora in bench/out/prepare")
+    p.add_argument("--keep", action="store_true", help="keep the corpora in the --out folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="folder of the corpora, the local model and the work folders (default bench/out/prepare; "
+        "dry run: a temporary one)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="DRY in this file: a 3 MB corpus: a check that it works")
     args = p.parse_args()
+    scratch = tempfile.TemporaryDirectory(prefix="prepare_bench_dry_") if args.dry_run and not args.out else None
+    out = args.out or (Path(scratch.name) if scratch else OUT)  # a scratch folder is removed at exit
     results = []
-    for mb in args.mb:
-        corpus = OUT / f"corpus-{mb}mb"
+    for mb in args.mb or (DRY if args.dry_run else FULL)["mb"]:
+        corpus = out / f"corpus-{mb}mb"
         t = time.perf_counter()
         files = write_corpus(corpus, mb)
         print(
             f"[{mb} MB] corpus: {(corpus / 'done').read_text().strip()} ({time.perf_counter() - t:.0f} s)", flush=True
         )
-        model = make_local_model(OUT / "led_local", files["train"])
-        work = OUT / f"work-{mb}mb"
+        model = make_local_model(out / "led_local", files["train"])
+        work = out / f"work-{mb}mb"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         bare = run_side(BARE, [files, model, str(work / "hf-cache"), args.num_proc])

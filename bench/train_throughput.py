@@ -4,6 +4,7 @@
     .venv/bin/python bench/train_throughput.py --config config/led_baseline.yaml --steps 200 --repeat 2
     .venv/bin/python bench/train_throughput.py --config config/led_baseline.yaml --steps 200 --repeat 3 \\
         --variants default no-eval-save group-by-length --ref-src /tmp/old/src --json out.json
+    .venv/bin/python bench/train_throughput.py --dry-run   # a check, not a figure: DRY's tiny sizes, seconds
 
 Both sides train the same model (built by `ledsweep.model` after `set_seed(seed)`, with the
 tokenizer of the prepared data), on the same tokenized examples in the same order (the Trainer's
@@ -72,6 +73,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, os.environ.get("LEDSWEEP_BENCH_SRC") or str(REPO / "src"))
+FULL = {"config": REPO / "config/led_baseline.yaml", "steps": 200, "repeat": 2, "threads": None}
+DRY = {"config": REPO / "tests/configs/tiny_run.yaml", "steps": 3, "repeat": 1, "threads": 1}  # --dry-run: seconds
 
 
 # ----------------------------------------------------------------------------- bare loop (child)
@@ -86,7 +89,7 @@ def bare_main(cfg_path: str, steps: int, threads: int | None, prepared: str, out
     from ledsweep import model as model_mod
     from ledsweep.config import SCRATCH, load_config
     from ledsweep.data import data_key, data_spec, read_manifest
-    from ledsweep.train import _collator, load_prepared, load_tokenizer, set_threads
+    from ledsweep.train import collator, load_prepared, load_tokenizer, set_threads
 
     cfg = load_config(cfg_path)
     t = cfg.training
@@ -138,7 +141,7 @@ def bare_main(cfg_path: str, steps: int, threads: int | None, prepared: str, out
     # token and padding statistics of the replicated batches (outside the timed loop)
     src_tokens = sum(len(examples[i]["input_ids"]) for b in batches for i in b)
     label_tokens = sum(len(examples[i]["labels"]) for b in batches for i in b)
-    ledsweep_collate = _collator(tok, model)
+    ledsweep_collate = collator(tok, model)
 
     def positions(batch: dict) -> int:
         rows, src = batch["input_ids"].shape
@@ -230,7 +233,9 @@ def ledsweep_main(argv: list[str], times_out: str) -> int:
                 json.dumps({"step_seconds": self.steps, "eval_seconds": self.eval, "save_seconds": self.save})
             )
 
-    make_class = train_mod._trainer_class
+    # a --ref-src revision from before the name was public calls it _trainer_class
+    name = "trainer_class" if hasattr(train_mod, "trainer_class") else "_trainer_class"
+    make_class = getattr(train_mod, name)
 
     def timed_class():
         class Timed(make_class()):
@@ -240,7 +245,7 @@ def ledsweep_main(argv: list[str], times_out: str) -> int:
 
         return Timed
 
-    train_mod._trainer_class = timed_class
+    setattr(train_mod, name, timed_class)
     return cli.train_main(argv)
 
 
@@ -360,9 +365,14 @@ def run_ledsweep(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="config/led_baseline.yaml", help="run config YAML (scratch model)")
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps per run (overrides training.max_steps)")
-    p.add_argument("--repeat", type=int, default=2, help="repetitions of each side, interleaved")
+    p.add_argument("--config", help=f"run config YAML (scratch model; default {FULL['config'].relative_to(REPO)})")
+    p.add_argument(
+        "--steps", type=int, help=f"optimizer steps per run (overrides training.max_steps; default {FULL['steps']})"
+    )
+    p.add_argument("--repeat", type=int, help=f"repetitions of each side, interleaved (default {FULL['repeat']})")
+    p.add_argument(
+        "--dry-run", action="store_true", help="tiny sizes (DRY in this file): a quick check that the script works"
+    )
     p.add_argument("--threads", type=int, help="torch threads for both sides (default: ledsweep's choice)")
     p.add_argument(
         "--variants",
@@ -386,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--_ledsweep"]:
         return ledsweep_main(argv[2:], argv[1])
     args = p.parse_args(argv)
+    for key, value in (DRY if args.dry_run else FULL).items():  # what the command line leaves unset
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args._bare:
         bare_main(args.config, args.steps, args.threads, args._prepared, args._out)
         return 0

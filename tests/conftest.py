@@ -1,25 +1,67 @@
-"""Shared helpers: run the real CLIs in fresh processes on a seconds-long tiny config."""
+"""Shared helpers and fixtures: the real CLIs in fresh processes on a seconds-long tiny config.
+
+Two tiers (README, "Tests"): `make test` runs `-m "not slow"`, `make test-all` everything. Both run on
+pytest-xdist workers: a session fixture that trains or runs a sweep is built once for all workers
+(`once`), and tests that share a module's expensive fixture run on one worker (`xdist_group`, below).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TINY = REPO / "tests" / "configs" / "tiny_run.yaml"
+TINY_SWEEP = REPO / "tests" / "configs" / "tiny_sweep.yaml"
+
+# Tests that use one of these fixtures (built once per module or session) go to one xdist worker together,
+# so the fixture is built once and its sweeps never compete with each other for the 2 cores.
+GROUP_BY_FIXTURE = {
+    "small_sweeps": "small-sweeps",
+    "tiny_sweep": "tiny-sweep",
+    "halving_sweep": "halving",
+    "decoding_sweep": "decoding",
+    "two_processes": "ddp",
+}
 
 
-def run_cli(script: str, *args, cwd=REPO, env: dict | None = None, timeout: int = 300, check: bool = False):
-    """Run scripts/<script> in a fresh process; return the CompletedProcess (text)."""
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = next((g for f, g in GROUP_BY_FIXTURE.items() if f in item.fixturenames), None)
+        if item.get_closest_marker("slurm"):
+            group = "slurm"  # one 2-CPU Slurm node: its tests take turns
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def run_cli(
+    script: str,
+    *args,
+    cwd=REPO,
+    env: dict | None = None,
+    timeout: int = 300,
+    check: bool = False,
+    prepared: Path | None = None,
+):
+    """Run scripts/<script> in a fresh process; return the CompletedProcess (text).
+
+    `prepared`: a --prepared-dir to share (the session's `prepared` fixture) instead of preparing the data
+    again under the run's output_dir."""
+    extra = ["--prepared-dir", str(prepared)] if prepared else []
     proc = subprocess.run(
-        [PY, str(REPO / "scripts" / script), *map(str, args)],
+        [PY, str(REPO / "scripts" / script), *map(str, args), *extra],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -29,6 +71,23 @@ def run_cli(script: str, *args, cwd=REPO, env: dict | None = None, timeout: int 
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def main_in_process(main, *args, capsys, caplog, monkeypatch) -> subprocess.CompletedProcess:
+    """A CLI entry point (`cli.train_main`, `cli.summarize_main`) called in this process, seconds faster than a
+    fresh one: its exit status, and in `.stderr` the lines a process would show there (printed or logged)."""
+    from ledsweep import cli
+
+    monkeypatch.setattr(cli, "setup_logging", lambda: None)  # records go to caplog, read back below
+    caplog.set_level(logging.INFO, logger="ledsweep")
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    lines = capsys.readouterr().err.splitlines()
+    lines += [f"{r.levelname[0]} {r.getMessage()}" for r in caplog.records]
+    caplog.clear()
+    return subprocess.CompletedProcess(["in-process", *map(str, args)], rc, "", "\n".join(lines))
 
 
 def write_config(path: Path, output_dir: Path, **overrides) -> Path:
@@ -54,10 +113,90 @@ def summary_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())["metrics"]
 
 
+def once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `<pytest temp root>/<name>`, filled by `build(folder)` once per pytest run and shared by
+    every xdist worker (the others wait for it). A build that failed is tried again by the next caller."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' common parent (pytest-N/), not this worker's popen-gwK/
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """A copy of a finished run or workflow folder (symlinks kept, mtimes kept: Snakemake sees nothing new)."""
+    return Path(shutil.copytree(src, dst, symlinks=True))
+
+
+@pytest.fixture
+def in_process(capsys, caplog, monkeypatch):
+    """`in_process(cli.train_main, "--config", path)`: `main_in_process` with this test's captures."""
+    return lambda main, *args: main_in_process(main, *args, capsys=capsys, caplog=caplog, monkeypatch=monkeypatch)
+
+
 @pytest.fixture(scope="session")
-def baseline(tmp_path_factory) -> Path:
-    """One finished tiny run (fresh process), shared by the read-only tests."""
-    tmp = tmp_path_factory.mktemp("baseline")
-    cfg = write_config(tmp / "tiny.yaml", tmp / "results")
-    run_cli("train_baseline.py", "--config", cfg, check=True)
-    return tmp / "results" / "tiny_run"
+def prepared(tmp_path_factory) -> Path:
+    """A prepared-data cache shared by the whole session (`run_cli(..., prepared=prepared)`): the tiny
+    data settings are tokenized once, not once per test folder (ensure_prepared locks per key)."""
+    return once(tmp_path_factory, "prepared", lambda folder: None)
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory, prepared) -> Path:
+    """One finished tiny run (fresh process), shared read-only by the session; copy it to change it."""
+
+    def build(tmp: Path) -> None:
+        cfg = write_config(tmp / "tiny.yaml", tmp / "results")
+        run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
+
+    return once(tmp_path_factory, "baseline", build) / "results" / "tiny_run"
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> Path:
+    """The tiny 2 x 2 sweep (tests/configs/tiny_sweep.yaml) run once through the local profile, rule all
+    (tables and plots): a workflow folder to read. Tests that change it work on `copy_tree` of it."""
+    from workflow_helpers import LOCAL, make_workdir, snakemake
+
+    def build(tmp: Path) -> None:
+        wd = make_workdir(tmp / "wd", TINY_SWEEP)
+        proc = snakemake(wd, *LOCAL)
+        assert proc.returncode == 0, proc.stdout[-6000:]
+
+    return once(tmp_path_factory, "tiny_sweep", build) / "wd"
+
+
+SMALL_SWEEPS = """
+sweeps:
+  one:    # one run: the standard run folder through every rule
+    base: config/tiny_run.yaml
+    grid:
+      seed: [1]
+  half:   # successive halving: two sampled runs scored at step 6, the better one goes on to step 12
+    base: config/tiny_run.yaml
+    set: {evaluation.bertscore_model: null}
+    sample: {n: 2, seed: 0, space: {training.learning_rate: {loguniform: [1.0e-3, 3.0e-3]}}}
+    halving: {rungs: [6, 12], keep: 0.5, metric: loss}
+"""
+
+
+@pytest.fixture(scope="session")
+def small_sweeps(tmp_path_factory) -> Path:
+    """SMALL_SWEEPS run once through the local profile, rule all: the fast tier's real Snakemake runs (every
+    rule: prepare_data, run_config, train_rung, halving_decision, train, link_checkpoint, evaluate, aggregate,
+    plots). Read-only: tests that change it work on `copy_tree` of it."""
+    from workflow_helpers import LOCAL, make_workdir, snakemake
+
+    def build(tmp: Path) -> None:
+        (tmp / "sweeps.yaml").write_text(SMALL_SWEEPS)
+        wd = make_workdir(tmp / "wd", tmp / "sweeps.yaml")
+        proc = snakemake(wd, *LOCAL, "--set-threads", "train_rung=1")
+        assert proc.returncode == 0, proc.stdout[-6000:]
+
+    return once(tmp_path_factory, "small_sweeps", build) / "wd"

@@ -95,6 +95,7 @@ def test_bad_rows_are_refused_naming_the_file_and_nothing_is_written(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2: once per data setting
+@pytest.mark.slow
 def test_train_baseline_reuses_prepared_data_across_runs(tmp_path):
     a = write_config(tmp_path / "a.yaml", tmp_path / "results", training__max_steps=2, evaluation__bertscore_model=None)
     b = write_config(
@@ -143,22 +144,24 @@ def test_workflow_prepares_once_per_data_setting(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 4: length-grouped batching
-def test_group_by_length_stays_bitwise_resumable(tmp_path):
+@pytest.mark.slow
+def test_group_by_length_stays_bitwise_resumable(tmp_path, prepared):
     common = dict(training__group_by_length=True, evaluation__bertscore_model=None)
     ref = write_config(tmp_path / "ref.yaml", tmp_path / "ref", **common)
-    run_cli("train_baseline.py", "--config", ref, check=True)
+    run_cli("train_baseline.py", "--config", ref, check=True, prepared=prepared)
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "cut", **common)
-    assert run_cli("train_baseline.py", "--config", cfg, "--stop-after-step", "5").returncode == 143
-    run_cli("train_baseline.py", "--config", cfg, check=True)
+    assert run_cli("train_baseline.py", "--config", cfg, "--stop-after-step", "5", prepared=prepared).returncode == 143
+    run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
     a, b = tmp_path / "ref" / "tiny_run", tmp_path / "cut" / "tiny_run"
     assert (a / "step_losses.jsonl").read_text() == (b / "step_losses.jsonl").read_text()
     assert sha256_file(a / "checkpoint/model.safetensors") == sha256_file(b / "checkpoint/model.safetensors")
     plain = write_config(tmp_path / "plain.yaml", tmp_path / "plain", evaluation__bertscore_model=None)
-    run_cli("train_baseline.py", "--config", plain, check=True)
+    run_cli("train_baseline.py", "--config", plain, check=True, prepared=prepared)
     assert (tmp_path / "plain/tiny_run/step_losses.jsonl").read_text() != (a / "step_losses.jsonl").read_text()
 
 
 # ----------------------------------------------------------------------------- 5: resume never mixes data
+@pytest.mark.slow
 def test_resume_refuses_data_changed_since_the_first_attempt(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", demo_rows("train", 64))
     cfg = write_config(
@@ -185,6 +188,7 @@ def test_resume_refuses_data_changed_since_the_first_attempt(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_verify_reports_replaced_data(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", demo_rows("train", 64))
     cfg = write_config(
@@ -232,6 +236,7 @@ def long_documents(tmp_path) -> dict:
     return files
 
 
+@pytest.mark.slow
 def test_long_inputs_4096_tokens_train_evaluate_and_resume(tmp_path):
     files = long_documents(tmp_path)
     ref = write_config(tmp_path / "ref.yaml", tmp_path / "ref", **LONG, **files)

@@ -212,10 +212,10 @@ def test_uncached_hub_metric_fails_offline_naming_it(evaluate, monkeypatch):
 
 # ------------------------------------------------------------------------------ train + evaluate + tables
 @pytest.mark.slow
-def test_extra_metric_in_summary_tables_compare_and_plots(modules_cache, tmp_path):
+def test_extra_metric_in_summary_tables_compare_and_plots(modules_cache, prepared, tmp_path):
     cfg = write_config(tmp_path / "run.yaml", tmp_path / "results", evaluation__extra_metrics=[str(WORD_OVERLAP)])
     env = {"HF_MODULES_CACHE": str(modules_cache), "HF_HUB_OFFLINE": "1"}
-    run_cli("train_baseline.py", "--config", cfg, env=env, check=True)
+    run_cli("train_baseline.py", "--config", cfg, env=env, check=True, prepared=prepared)
     run = tmp_path / "results" / "tiny_run"
     got = summary_metrics(run)
     assert list(got)[-1] == "word_overlap" and isinstance(got["word_overlap"], float)

@@ -15,11 +15,10 @@ from ledsweep.runfolder import sha256_file
 
 pytestmark = pytest.mark.slow
 
-# (fault point, what must exist after the kill)
+# (fault point, what must exist after the kill); "after_save:4" (between checkpoints) and "save:8" (while
+# checkpoint-8 is being written) are tests/test_run.py's kill-and-resume tests, with more checks
 KILL_POINTS = [
     ("step:2", "before the first checkpoint"),
-    ("save:8", "while checkpoint-8 is being written"),
-    ("after_save:4", "between checkpoints"),
     ("evaluate", "during evaluation"),
     ("write:summary.json", "while summary.json is being written"),
 ]
@@ -30,24 +29,24 @@ def tree_hashes(folder):
 
 
 @pytest.mark.parametrize("point,where", KILL_POINTS, ids=[p for p, _ in KILL_POINTS])
-def test_kill_anywhere_then_rerun_is_bitwise_equal(point, where, baseline, tmp_path):
+def test_kill_anywhere_then_rerun_is_bitwise_equal(point, where, baseline, prepared, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tmp_path)
-    killed = run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": point})
+    killed = run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": point}, prepared=prepared)
     assert killed.returncode == -signal.SIGKILL, f"not killed {where}: {killed.stderr[-2000:]}"
     run = tmp_path / "tiny_run"
     assert not (run / "summary.json").exists(), f"looks complete after a kill {where}"
-    run_cli("train_baseline.py", "--config", cfg, check=True)
+    run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
     assert summary_metrics(run) == summary_metrics(baseline)
     assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(baseline / "checkpoint/model.safetensors")
     assert not list(run.glob(".*.tmp")), "temp files left behind"
 
 
-def test_truncated_checkpoint_shard_is_skipped(baseline, tmp_path):
+def test_truncated_checkpoint_shard_is_skipped(baseline, prepared, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tmp_path)
-    run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "after_save:8"})
+    run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "after_save:8"}, prepared=prepared)
     shard = tmp_path / "tiny_run/resume/checkpoint-8/model.safetensors"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # marker present, weights truncated
-    proc = run_cli("train_baseline.py", "--config", cfg, check=True)
+    proc = run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
     assert "skipping incomplete checkpoint checkpoint-8: model.safetensors unreadable" in proc.stderr
     assert "resuming from checkpoint-4" in proc.stderr
     assert summary_metrics(tmp_path / "tiny_run") == summary_metrics(baseline)

@@ -21,6 +21,8 @@ from workflow_helpers import jobs_run, make_workdir, snakemake
 
 from ledsweep.runfolder import sha256_file
 
+pytestmark = pytest.mark.slow
+
 SWEEP = {
     "sweeps": {
         "hs": {

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from conftest import PY, REPO, TINY, run_cli, write_config
 
+from ledsweep import cli
 from ledsweep import config as C
 from ledsweep.cli import check_recorded_config, report_unexpected
 from ledsweep.runfolder import RunFolder, RunFolderError, RunLock, RunLocked, check_run_location
@@ -97,6 +98,7 @@ def test_second_train_baseline_on_a_locked_run_exits_2_at_once(tmp_path):
     assert elapsed < 30
 
 
+@pytest.mark.slow
 def test_concurrent_runs_on_one_folder_one_refused_and_a_kill_never_blocks(tmp_path):
     """The issue's reproduction: two trainings of one run with different learning rates."""
     a_cfg = write_config(tmp_path / "a.yaml", tmp_path / "results", training__max_steps=5000)
@@ -227,11 +229,11 @@ def test_sweep_values_follow_the_run_config_rules(grid, message):
 
 
 # ----------------------------------------------------------------------------- 3. silent failures
-def test_output_dir_that_is_a_file_fails_with_one_line(tmp_path):
+def test_output_dir_that_is_a_file_fails_with_one_line(tmp_path, in_process):
     blocker = tmp_path / "results"
     blocker.write_text("not a folder\n")
     cfg = write_config(tmp_path / "c.yaml", blocker)
-    proc = run_cli("train_baseline.py", "--config", cfg, timeout=120)
+    proc = in_process(cli.train_main, "--config", cfg)
     assert proc.returncode == 2
     assert stderr_lines(proc) == [
         f"error: output_dir: {blocker} is a file (or a broken link), not a folder; cannot create {blocker / 'tiny_run'}"
@@ -245,6 +247,7 @@ def test_run_name_that_is_a_file_is_refused(tmp_path):
         check_run_location(tmp_path / "tiny_run")
 
 
+@pytest.mark.slow
 def test_failure_in_a_run_prints_one_line_and_keeps_the_traceback_in_the_run(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tmp_path, training__learning_rate=1.0e30, training__max_grad_norm=0.0)
     proc = run_cli("train_baseline.py", "--config", cfg, "--stage", "train")
@@ -284,6 +287,7 @@ def test_tilde_is_expanded_in_every_path_key_once(monkeypatch, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_tilde_output_dir_puts_the_run_and_its_resume_state_in_home(tmp_path):
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
@@ -319,11 +323,11 @@ def fake_trained_run(output_dir: Path) -> Path:
     return run
 
 
-def test_evaluate_with_a_different_config_is_refused_naming_the_keys(tmp_path):
+def test_evaluate_with_a_different_config_is_refused_naming_the_keys(tmp_path, in_process):
     run = fake_trained_run(tmp_path / "results")
     before = sorted(p.name for p in run.iterdir())
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", training__learning_rate=3.0e-4, seed=7)
-    proc = run_cli("train_baseline.py", "--config", cfg, "--stage", "evaluate", "--overwrite", timeout=120)
+    proc = in_process(cli.train_main, "--config", cfg, "--stage", "evaluate", "--overwrite")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "differs from the config" in proc.stderr and "in seed, training.learning_rate;" in proc.stderr
     assert sorted(p.name for p in run.iterdir()) == before, "no failure.json, no summary.json"
@@ -342,7 +346,7 @@ def test_recorded_config_check_ignores_only_identity_keys(tmp_path):
         check_recorded_config(other, RunFolder(run))
 
 
-def test_refused_input_marks_only_its_own_unfinished_run(tmp_path):
+def test_refused_input_marks_only_its_own_unfinished_run(tmp_path, in_process):
     """A run whose input broke gets failure.json; another config's run of the same name is left alone."""
     data = tmp_path / "test.jsonl"
     data.write_text((REPO / "data/demo/test.jsonl").read_text())
@@ -352,10 +356,10 @@ def test_refused_input_marks_only_its_own_unfinished_run(tmp_path):
     (run / "config.yaml").write_text(C.dump_yaml(C.load_config(mine).to_dict()))
     data.unlink()  # the run's input broke
     other = write_config(tmp_path / "other.yaml", tmp_path / "results", data__test_file=str(data), seed=9)
-    proc = run_cli("train_baseline.py", "--config", other, timeout=120)
+    proc = in_process(cli.train_main, "--config", other)
     assert proc.returncode == 2 and "data.test_file" in proc.stderr, proc.stderr[-2000:]
     assert not (run / "failure.json").exists(), "another config's run is not ours to mark"
-    proc = run_cli("train_baseline.py", "--config", mine, timeout=120)
+    proc = in_process(cli.train_main, "--config", mine)
     assert proc.returncode == 2 and "data.test_file" in proc.stderr, proc.stderr[-2000:]
     failure = json.loads((run / "failure.json").read_text())
     assert failure["stage"] == "preflight" and "data.test_file" in failure["reason"]
@@ -393,10 +397,10 @@ def existing_output(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("option,value", [("--batch-size", "0"), ("--max-new-tokens", "-3"), ("--num-beams", "0")])
-def test_summarize_refuses_bad_numbers(option, value, tmp_path, existing_output):
+def test_summarize_refuses_bad_numbers(option, value, tmp_path, existing_output, in_process):
     before = existing_output.read_text()
-    proc = run_cli(
-        "summarize.py",
+    proc = in_process(
+        cli.summarize_main,
         "--checkpoint",
         tmp_path,
         "--input",
@@ -405,7 +409,6 @@ def test_summarize_refuses_bad_numbers(option, value, tmp_path, existing_output)
         existing_output,
         option,
         value,
-        timeout=60,
     )
     assert proc.returncode == 2
     assert f"argument {option}: expected an integer >= 1, got {int(value)}" in proc.stderr
@@ -413,13 +416,13 @@ def test_summarize_refuses_bad_numbers(option, value, tmp_path, existing_output)
     assert existing_output.read_text() == before
 
 
-def test_summarize_empty_input_has_no_rows(tmp_path, existing_output):
+def test_summarize_empty_input_has_no_rows(tmp_path, existing_output, in_process):
     ckpt = tmp_path / "checkpoint"
     ckpt.mkdir()
     (ckpt / "config.json").write_text("{}")
     (ckpt / "model.safetensors").write_bytes(b"")
     empty = REPO / "tests" / "bad_inputs" / "data" / "empty.jsonl"
-    proc = run_cli("summarize.py", "--checkpoint", ckpt, "--input", empty, "--output", existing_output, timeout=60)
+    proc = in_process(cli.summarize_main, "--checkpoint", ckpt, "--input", empty, "--output", existing_output)
     assert proc.returncode == 2
     assert stderr_lines(proc) == [f"error: --input: {empty} has no rows"]
     assert existing_output.read_text() == '{"document": "kept", "summary": "kept"}\n'
@@ -446,18 +449,12 @@ def test_summarize_keeps_an_existing_output_when_the_model_fails_to_load(tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temp file left"
 
 
-def test_summarize_refuses_a_checkpoint_without_weights(tmp_path, existing_output):
+def test_summarize_refuses_a_checkpoint_without_weights(tmp_path, existing_output, in_process):
     (tmp_path / "config.json").write_text("{}")
-    proc = run_cli(
-        "summarize.py",
-        "--checkpoint",
-        tmp_path,
-        "--input",
-        REPO / "data/demo/test.jsonl",
-        "--output",
+    proc = in_process(
+        cli.summarize_main, "--checkpoint", tmp_path, "--input", REPO / "data/demo/test.jsonl", "--output",
         existing_output,
-        timeout=60,
-    )
+    )  # fmt: skip
     assert proc.returncode == 2
     assert stderr_lines(proc) == [f"error: --checkpoint: {tmp_path} has no weights (model.safetensors)"]
 
@@ -479,12 +476,12 @@ def test_summarize_reads_every_input_format(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 10. output_dir inside a run
-def test_output_dir_inside_another_run_is_refused(tmp_path):
+def test_output_dir_inside_another_run_is_refused(tmp_path, in_process):
     other = fake_trained_run(tmp_path / "results")
     (other / "summary.json").write_text("{}")
     before = sorted(str(p) for p in other.rglob("*"))
     cfg = write_config(tmp_path / "c.yaml", other / "checkpoint")
-    proc = run_cli("train_baseline.py", "--config", cfg, timeout=120)
+    proc = in_process(cli.train_main, "--config", cfg)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"output_dir: {other / 'checkpoint'} is inside the run folder {other}" in proc.stderr
     assert len(stderr_lines(proc)) == 1

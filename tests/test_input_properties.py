@@ -16,6 +16,7 @@ import re
 import typing
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO, TINY, run_cli
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -255,6 +256,7 @@ def test_format_value_emits_only_run_name_characters(value):
     assert not text.startswith(("-", ".")), text
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=run_configs())
 def test_train_baseline_refuses_invalid_configs_with_exit_2_one_line_and_nothing_written(case, tmp_path_factory):

@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from workflow_helpers import make_workdir, snakemake
+from conftest import TINY_SWEEP, copy_tree
+from workflow_helpers import LOCAL, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
-SWEEP = REPO / "tests" / "configs" / "tiny_sweep.yaml"
+SWEEP = TINY_SWEEP
 RUNS = ["tiny_lr0.001_seed1", "tiny_lr0.001_seed2", "tiny_lr0.002_seed1", "tiny_lr0.002_seed2"]
-LOCAL = ("--profile", "profiles/local", "--set-threads", "train=1", "evaluate=1")
 CHROMIUM = os.environ.get("LEDSWEEP_CHROMIUM", "/usr/bin/chromium")
 PLOTS = [
     *(f"results/{r}/plots/loss.png" for r in RUNS),
@@ -50,11 +49,10 @@ def sha(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    """(workdir, report.html, seconds): the tiny sweep (rule all makes the plots) and its report."""
-    wd = make_workdir(tmp_path_factory.mktemp("report") / "wd", SWEEP)
-    proc = snakemake(wd, *LOCAL)
-    assert proc.returncode == 0, proc.stdout[-6000:]
+def report(tiny_sweep, tmp_path_factory):
+    """(workdir, report.html, seconds): a copy of the session's tiny sweep (rule all made the plots) and
+    its report."""
+    wd = copy_tree(tiny_sweep, tmp_path_factory.mktemp("report") / "wd")
     t0 = time.monotonic()
     proc = snakemake(wd, "--report", "results/sweeps/report.html", timeout=300)
     seconds = time.monotonic() - t0

@@ -12,8 +12,6 @@ from conftest import PY, REPO, run_cli, summary_metrics, write_config
 
 from ledsweep.runfolder import COMPLETE_MARKER, sha256_file
 
-pytestmark = pytest.mark.slow
-
 
 def weights_sha(run_dir):
     return sha256_file(run_dir / "checkpoint" / "model.safetensors")
@@ -93,6 +91,7 @@ def test_checkpoint_loads_with_auto_classes(baseline):
     assert model.config.model_type == "led" and len(tok) == model.config.vocab_size
 
 
+@pytest.mark.slow
 def test_rerun_from_run_config_reproduces_bitwise(baseline, tmp_path):
     """--config results/<run>/config.yaml in a fresh process: same config hash, metrics and weights."""
     proc = run_cli("train_baseline.py", "--config", baseline / "config.yaml", "--output-dir", tmp_path, check=True)
@@ -106,27 +105,32 @@ def test_rerun_from_run_config_reproduces_bitwise(baseline, tmp_path):
     assert "step 4/12 | loss" in proc.stderr and "tok/s" in proc.stderr
 
 
-def test_different_seed_gives_different_weights(baseline, tmp_path):
+@pytest.mark.slow
+def test_different_seed_gives_different_weights(baseline, prepared, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tmp_path, seed=2, training__max_steps=2, evaluation__bertscore_model=None)
-    run_cli("train_baseline.py", "--config", cfg, check=True)
+    run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
     assert weights_sha(tmp_path / "tiny_run") != weights_sha(baseline)
 
 
-def test_finished_run_is_not_overwritten(baseline):
+def test_finished_run_is_not_overwritten(baseline, prepared):
     before = (baseline / "summary.json").read_bytes()
-    proc = run_cli("train_baseline.py", "--config", baseline / "config.yaml", "--output-dir", baseline.parent)
+    proc = run_cli(
+        "train_baseline.py", "--config", baseline / "config.yaml", "--output-dir", baseline.parent, prepared=prepared
+    )
     assert proc.returncode == 2
     assert "summary.json exists" in proc.stderr and str(baseline) in proc.stderr
     assert (baseline / "summary.json").read_bytes() == before
 
 
-def test_killed_after_first_checkpoint_resumes_to_same_weights(baseline, tmp_path):
+def test_killed_after_first_checkpoint_resumes_to_same_weights(baseline, prepared, tmp_path):
+    """The fast tier's kill-and-resume: SIGKILL between two checkpoints, then the same command again."""
     cfg = write_config(tmp_path / "c.yaml", tmp_path)
-    killed = run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "after_save:4"})
+    killed = run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "after_save:4"}, prepared=prepared)
     assert killed.returncode == -signal.SIGKILL
     run = tmp_path / "tiny_run"
     assert not (run / "summary.json").exists() and (run / "resume" / "checkpoint-4" / COMPLETE_MARKER).exists()
-    run_cli("train_baseline.py", "--config", cfg, check=True)
+    run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
+    assert not list(run.glob(".*.tmp")), "temp files left behind"
     assert weights_sha(run) == weights_sha(baseline)
     assert summary_metrics(run) == summary_metrics(baseline)
     meta = json.loads((run / "meta.json").read_text())
@@ -134,21 +138,26 @@ def test_killed_after_first_checkpoint_resumes_to_same_weights(baseline, tmp_pat
     assert (run / "step_losses.jsonl").read_text() == (baseline / "step_losses.jsonl").read_text()
 
 
-def test_half_written_checkpoint_is_skipped(baseline, tmp_path):
+@pytest.mark.slow
+def test_half_written_checkpoint_is_skipped(baseline, prepared, tmp_path):
     """Killed while checkpoint-8 is written (no completeness marker): resume from checkpoint-4."""
     cfg = write_config(tmp_path / "c.yaml", tmp_path)
-    assert run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "save:8"}).returncode < 0
+    assert (
+        run_cli("train_baseline.py", "--config", cfg, env={"LEDSWEEP_FAULT": "save:8"}, prepared=prepared).returncode
+        < 0
+    )
     run = tmp_path / "tiny_run"
     assert (run / "resume" / "checkpoint-8").is_dir() and not (
         run / "resume" / "checkpoint-8" / COMPLETE_MARKER
     ).exists()
-    proc = run_cli("train_baseline.py", "--config", cfg, check=True)
+    proc = run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
     assert "resuming from checkpoint-4" in proc.stderr and "skipping incomplete checkpoint" in proc.stderr
     assert weights_sha(run) == weights_sha(baseline)
     assert (run / "step_losses.jsonl").read_text() == (baseline / "step_losses.jsonl").read_text()
 
 
-def test_sigterm_saves_a_resume_checkpoint(baseline, tmp_path):
+@pytest.mark.slow
+def test_sigterm_saves_a_resume_checkpoint(tmp_path):
     cfg = write_config(
         tmp_path / "c.yaml",
         tmp_path,

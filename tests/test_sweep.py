@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 from conftest import REPO
+from snakemake.exceptions import WorkflowError
 from workflow_helpers import make_workdir, snakemake
 
-from ledsweep.sweep import SweepError, load_sweeps, run_name
+from ledsweep.config import load_yaml
+from ledsweep.sweep import SweepError, check_config_files, load_sweeps, run_name, validate_workflow_config
 
 BASE = str(REPO / "tests" / "configs" / "tiny_run.yaml")
 BAD = sorted((REPO / "tests" / "bad_inputs" / "sweeps").glob("*.yaml"))
+AS_SNAKEMAKE = ["anchors_bomb", "grid_nan", "unknown_grid_key"]  # also parsed by the real Snakemake
 
 
 def sweeps(**spec):
@@ -69,8 +72,33 @@ def test_run_names_unique_across_sweeps():
         load_sweeps({"sweeps": {"a": spec}}, only=["z"])
 
 
+def parse_like_the_snakefile(path: str) -> None:
+    """The Snakefile's checks of its config, in its order (workflow/Snakefile, rules/common.smk)."""
+    check_config_files([path])
+    config = load_yaml(path)
+    validate_workflow_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    load_sweeps(config, only=config.get("run_sweeps"))
+
+
+def test_corpus_of_bad_sweeps():
+    assert len(BAD) >= 20 and set(AS_SNAKEMAKE) <= {c.stem for c in BAD}
+
+
 @pytest.mark.parametrize("case", BAD, ids=[c.stem for c in BAD])
-def test_bad_sweep_refused_at_parse_time(case, tmp_path):
+def test_bad_sweep_refused_at_parse_time(case, tmp_path, monkeypatch):
+    expected = case.read_text().splitlines()[0].removeprefix("# expect: ")
+    wd = make_workdir(tmp_path / "wd", case)
+    (wd / "tests").symlink_to(REPO / "tests")
+    monkeypatch.chdir(wd)
+    with pytest.raises((WorkflowError, SweepError)) as err:
+        parse_like_the_snakefile("config/config.yaml")
+    assert expected in str(err.value)
+    assert not (wd / "results").exists()
+
+
+@pytest.mark.parametrize("name", AS_SNAKEMAKE)
+def test_bad_sweep_refused_by_snakemake(name, tmp_path):
+    case = REPO / "tests" / "bad_inputs" / "sweeps" / f"{name}.yaml"
     expected = case.read_text().splitlines()[0].removeprefix("# expect: ")
     wd = make_workdir(tmp_path / "wd", case)
     (wd / "tests").symlink_to(REPO / "tests")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
-from workflow_helpers import jobs_run, make_workdir, snakemake
+from conftest import copy_tree, run_cli
+from workflow_helpers import LOCAL, jobs_run, snakemake
 
 from ledsweep.config import config_sha256, dump_yaml, load_config
 from ledsweep.runfolder import sha256_file
@@ -141,7 +141,6 @@ def test_library_drift_turns_tolerances_on(baseline, tmp_path):
 
 
 # ----------------------------------------------------------------------------- drift (no training)
-@pytest.mark.slow
 def test_edited_data_file_is_detected(baseline, tmp_path):
     run = copy_run(baseline, tmp_path)
     cfg, meta = yaml.safe_load((run / "config.yaml").read_text()), json.loads((run / "meta.json").read_text())
@@ -164,7 +163,6 @@ def test_edited_data_file_is_detected(baseline, tmp_path):
     assert "data.test_file" not in fields(report)
 
 
-@pytest.mark.slow
 def test_changed_config_value_changes_the_config_hash(baseline, tmp_path):
     run = copy_run(baseline, tmp_path)
     text = (run / "config.yaml").read_text()
@@ -173,7 +171,6 @@ def test_changed_config_value_changes_the_config_hash(baseline, tmp_path):
     assert report.verdict == "differs" and fields(report)["config_sha256"].kind == "input"
 
 
-@pytest.mark.slow
 def test_different_package_versions_are_named(baseline, tmp_path):
     run = copy_run(baseline, tmp_path)
     meta = json.loads((run / "meta.json").read_text())
@@ -192,7 +189,6 @@ def test_different_package_versions_are_named(baseline, tmp_path):
     assert report.verdict == "differs"  # a drift check alone: any drift differs
 
 
-@pytest.mark.slow
 def test_uncommitted_code_changes_are_named(baseline, tmp_path):
     run = copy_run(baseline, tmp_path)
     edit_json(run / "meta.json", git_commit="0" * 40, git_dirty=True)
@@ -207,7 +203,6 @@ def test_uncommitted_code_changes_are_named(baseline, tmp_path):
     assert report.verdict == "differs"
 
 
-@pytest.mark.slow
 def test_tampered_checkpoint_is_detected(baseline, tmp_path):
     run = copy_run(baseline, tmp_path)
     with open(run / "checkpoint" / "model.safetensors", "ab") as f:
@@ -218,14 +213,11 @@ def test_tampered_checkpoint_is_detected(baseline, tmp_path):
 
 # ----------------------------------------------------------------------------- workflow
 @pytest.mark.slow
-def test_workflow_verify_target(tmp_path):
-    sweep = tmp_path / "one.yaml"
-    sweep.write_text("sweeps:\n  one:\n    base: config/tiny_run.yaml\n    grid:\n      seed: [1]\n")
-    wd = make_workdir(tmp_path / "wd", sweep)
-    local = ("--profile", "profiles/local", "--set-threads", "train=1", "evaluate=1")
-    dry = snakemake(wd, *local, "-n")
+def test_workflow_verify_target(small_sweeps, tmp_path):
+    wd = copy_tree(small_sweeps, tmp_path / "wd")
+    dry = snakemake(wd, *LOCAL, "-n")
     assert dry.returncode == 0 and "verify" not in jobs_run(dry.stdout), dry.stdout[-3000:]  # not in `rule all`
-    proc = snakemake(wd, *local, targets=["results/sweeps/one/verify.csv"])
+    proc = snakemake(wd, *LOCAL, targets=["results/sweeps/one/verify.csv"])
     assert proc.returncode == 0, proc.stdout[-6000:]
     with open(wd / "results/sweeps/one/verify.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -7,13 +7,11 @@ import json
 import shutil
 
 import pytest
-from conftest import REPO, run_cli
-from workflow_helpers import jobs_run, make_workdir, snakemake
+from conftest import TINY_SWEEP, copy_tree, run_cli
+from workflow_helpers import LOCAL, jobs_run, make_workdir, snakemake
 
-pytestmark = pytest.mark.slow
-SWEEP = REPO / "tests" / "configs" / "tiny_sweep.yaml"
+SWEEP = TINY_SWEEP
 RUNS = ["tiny_lr0.001_seed1", "tiny_lr0.001_seed2", "tiny_lr0.002_seed1", "tiny_lr0.002_seed2"]
-LOCAL = ("--profile", "profiles/local", "--set-threads", "train=1", "evaluate=1")
 
 
 def read_csv(path):
@@ -21,15 +19,69 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory):
-    wd = make_workdir(tmp_path_factory.mktemp("wf") / "wd", SWEEP)
-    proc = snakemake(wd, *LOCAL)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    return wd
+@pytest.fixture
+def sweep_dir(tiny_sweep, tmp_path):
+    """A copy of the session's finished 2 x 2 sweep, to change."""
+    return copy_tree(tiny_sweep, tmp_path / "wd")
 
 
-def test_sweep_runs_end_to_end(sweep_dir):
+# ----------------------------------------------------------------------------- fast tier: one run
+def test_small_sweeps_end_to_end(small_sweeps):
+    """The fast tier's real workflow run: every rule's output, the tables and plots of rule all."""
+    run = small_sweeps / "results" / "one_seed1"
+    for name in ("config.yaml", "meta.json", "summary.json", "checkpoint/model.safetensors", "plots/loss.png"):
+        assert (run / name).is_file(), name
+    assert "step 12/12" in (run / "logs" / "train.log").read_text()
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["hf_hub_offline"] == "1" and meta["global_step"] == 12
+    [row] = read_csv(small_sweeps / "results/sweeps/one/comparison.csv")
+    assert (row["run_name"], row["status"], row["seed"], row["resumes"]) == ("one_seed1", "completed", "1", "0")
+    assert float(row["loss"]) == json.loads((run / "summary.json").read_text())["metrics"]["loss"]
+    assert (small_sweeps / "results/sweeps/one/loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_small_sweeps_is_up_to_date_and_unknown_runs_are_refused(small_sweeps):
+    proc = snakemake(small_sweeps, *LOCAL, "-n")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout, proc.stdout[-3000:]
+    proc = snakemake(small_sweeps, *LOCAL, "-n", targets=["results/one_seed9/summary.json"])
+    assert proc.returncode != 0 and "no run of that name" in proc.stdout
+
+
+def test_small_sweeps_equals_train_baseline(small_sweeps, baseline):
+    """The workflow's run and train_baseline.py's of the same config: the same metrics, bitwise."""
+    a = json.loads((small_sweeps / "results/one_seed1/summary.json").read_text())["metrics"]
+    b = json.loads((baseline / "summary.json").read_text())["metrics"]
+    assert a == b
+
+
+def test_halving_sweep_stops_half_at_the_rung(small_sweeps):
+    """Two sampled runs scored at step 6 on the validation split: the better goes on to step 12, the other
+    stops with its rung checkpoint as a complete run folder; the table says which is which."""
+    results = small_sweeps / "results"
+    decision = json.loads((results / "sweeps/half/halving/rung1.json").read_text())
+    assert decision["entered"] == 2 and (decision["step"], decision["next_step"]) == (6, 12)
+    [kept], [stopped] = decision["kept"], decision["stopped"]
+    assert [r["run_name"] for r in decision["ranking"]] == [kept, stopped]
+    losses = {r["run_name"]: r["loss"] for r in decision["ranking"]}
+    assert losses[kept] <= losses[stopped]
+    for run, (status, step, rung) in {kept: ("completed", 12, 2), stopped: ("stopped", 6, 1)}.items():
+        summary = json.loads((results / run / "summary.json").read_text())
+        meta = json.loads((results / run / "meta.json").read_text())
+        assert (summary["status"], meta["global_step"], summary["halving"]["rung"]) == (status, step, rung), run
+        rung6 = json.loads((results / run / "rungs" / "6.json").read_text())
+        assert rung6["split"] == "validation" and rung6["metrics"]["loss"] == losses[run]
+        assert (results / run / "checkpoint" / "model.safetensors").is_file()
+    rows = {r["run_name"]: r for r in read_csv(results / "sweeps/half/comparison.csv")}
+    assert {n: (r["status"], r["rung"], r["steps"]) for n, r in rows.items()} == {
+        kept: ("completed", "2", "12"),
+        stopped: ("stopped", "1", "6"),
+    }
+
+
+# ----------------------------------------------------------------------------- the 2 x 2 sweep
+@pytest.mark.slow
+def test_sweep_runs_end_to_end(tiny_sweep):
+    sweep_dir = tiny_sweep
     for run in RUNS:
         assert (sweep_dir / "results" / run / "summary.json").is_file(), run
         assert (sweep_dir / "results" / run / "logs" / "train.log").is_file()
@@ -46,6 +98,7 @@ def test_sweep_runs_end_to_end(sweep_dir):
     assert not (sweep_dir / "results/sweeps/tiny/prefetch.json").exists()
 
 
+@pytest.mark.slow
 def test_hub_models_are_prefetched_before_training(tmp_path):
     """A sweep naming a hub model gets one prefetch job, which every train job waits for."""
     sweep = "sweeps:\n  hub:\n    base: config/tiny_run.yaml\n    grid:\n      seed: [1, 2]\n"
@@ -59,6 +112,7 @@ def test_hub_models_are_prefetched_before_training(tmp_path):
     assert proc.returncode == 0 and "prefetch" in proc.stdout, proc.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_nothing_to_do_when_up_to_date_and_comments_do_not_count(sweep_dir):
     base = sweep_dir / "config" / "tiny_run.yaml"
     base.write_text("# a comment changes nothing the runs do\n" + base.read_text())
@@ -66,6 +120,7 @@ def test_nothing_to_do_when_up_to_date_and_comments_do_not_count(sweep_dir):
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout, proc.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_rerun_one_target_rebuilds_only_that_run(sweep_dir):
     results = sweep_dir / "results"
     other = {r: (results / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]}
@@ -77,6 +132,7 @@ def test_rerun_one_target_rebuilds_only_that_run(sweep_dir):
     assert {r: (results / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]} == other
 
 
+@pytest.mark.slow
 def test_forcerun_evaluate_does_not_retrain(sweep_dir):
     run = sweep_dir / "results" / RUNS[1]
     weights = (run / "checkpoint" / "model.safetensors").stat().st_mtime_ns
@@ -91,6 +147,7 @@ def test_forcerun_evaluate_does_not_retrain(sweep_dir):
     assert after["metrics"] == summary_before["metrics"] and after["end_time"] >= summary_before["end_time"]
 
 
+@pytest.mark.slow
 def test_force_one_target_reevaluates_only_that_run(sweep_dir):
     run = sweep_dir / "results" / RUNS[2]
     weights = (run / "checkpoint" / "model.safetensors").stat().st_mtime_ns
@@ -100,6 +157,7 @@ def test_force_one_target_reevaluates_only_that_run(sweep_dir):
     assert (run / "checkpoint" / "model.safetensors").stat().st_mtime_ns == weights
 
 
+@pytest.mark.slow
 def test_changed_run_config_reruns_the_run(sweep_dir):
     base = sweep_dir / "config" / "tiny_run.yaml"
     base.write_text(base.read_text().replace("max_steps: 12", "max_steps: 8"))
@@ -109,6 +167,7 @@ def test_changed_run_config_reruns_the_run(sweep_dir):
     base.write_text(base.read_text().replace("max_steps: 8", "max_steps: 12"))
 
 
+@pytest.mark.slow
 def test_failed_training_resumes_on_retry(tmp_path):
     """The first attempt is killed right after its first checkpoint; Snakemake's retry resumes it."""
     wd = make_workdir(tmp_path / "wd", SWEEP)
@@ -120,11 +179,13 @@ def test_failed_training_resumes_on_retry(tmp_path):
     assert "resuming from checkpoint-4" in (wd / "results" / RUNS[0] / "logs" / "train.log").read_text()
 
 
-def test_unknown_run_target_is_refused(sweep_dir):
-    proc = snakemake(sweep_dir, *LOCAL, "-n", targets=["results/tiny_lr9_seed1/summary.json"])
+@pytest.mark.slow
+def test_unknown_run_target_is_refused(tiny_sweep):
+    proc = snakemake(tiny_sweep, *LOCAL, "-n", targets=["results/tiny_lr9_seed1/summary.json"])
     assert proc.returncode != 0 and "no run of that name" in proc.stdout
 
 
+@pytest.mark.slow
 def test_aggregate_cli_reports_missing_failed_corrupt(sweep_dir, tmp_path):
     results = sweep_dir / "results"
     (results / RUNS[2] / "summary.json").write_text('{"metrics": {"loss": 1.0, "rou')  # truncated

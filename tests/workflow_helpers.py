@@ -9,6 +9,9 @@ from pathlib import Path
 
 from conftest import PY, REPO
 
+# the local profile, each train/evaluate job on 1 thread: two jobs at a time on the 2 cores
+LOCAL = ("--profile", "profiles/local", "--set-threads", "train=1", "evaluate=1")
+
 
 def make_workdir(path: Path, sweep_config: str | Path, extra: dict[str, str] | None = None) -> Path:
     """A working directory that looks like a checkout: workflow/, profiles/, data/, config/."""

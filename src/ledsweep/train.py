@@ -158,7 +158,7 @@ def set_threads(cfg: RunConfig, fallback: int | None = None) -> int:
     return n
 
 
-def _collator(tokenizer, model):
+def collator(tokenizer, model):
     """Dynamic padding for LED: sources to the batch's longest rounded up to the attention window (LED
     pads there itself otherwise, and warns), labels only to the batch's longest (-100). Labels are not
     rounded up: every decoder position costs compute, and summaries are often much shorter than a window
@@ -267,7 +267,7 @@ def _meta(
     }
 
 
-def _trainer_class():
+def trainer_class():
     from transformers import Seq2SeqTrainer
 
     class LedTrainer(Seq2SeqTrainer):
@@ -465,12 +465,12 @@ def train(
         raise RuntimeError(value)
     resume_from = Path(value) if value else None
 
-    trainer = _trainer_class()(
+    trainer = trainer_class()(
         model=model,
         args=_training_args(cfg, run, precision, eval_ds is not None),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        data_collator=_collator(tok, model),
+        data_collator=collator(tok, model),
         processing_class=tok,
     )
     set_threads(cfg, threads)  # again: accelerate's multi-CPU set-up may have changed it
