@@ -107,6 +107,19 @@ def test_completed_allows_null_bertscore_and_missing_optional(tmp_path):
             lambda d: (d / "summary.json").write_text(json.dumps({"metrics": metrics(rougeL="high")})),
             "summary.json: metrics.rougeL is not a number",
         ),
+        # issue 21.5: impossible values are no result, never ranked best
+        (
+            lambda d: (d / "summary.json").write_text(json.dumps({"metrics": metrics(rougeL=1e300)})),
+            "summary.json: metrics.rougeL is 1e+300, outside [0, 1]",
+        ),
+        (
+            lambda d: (d / "summary.json").write_text(json.dumps({"metrics": metrics(loss=-5)})),
+            "summary.json: metrics.loss is -5, outside [0, inf]",
+        ),
+        (
+            lambda d: (d / "summary.json").write_text(json.dumps({"metrics": metrics(), "runtime_seconds": "fast"})),
+            "summary.json: runtime_seconds is not a duration in seconds: 'fast'",
+        ),
         (lambda d: (d / "meta.json").write_text(""), "meta.json: empty file"),
         (lambda d: (d / "meta.json").write_text('{"device": "cu'), "meta.json: not valid JSON"),
     ],
@@ -795,7 +808,7 @@ def test_json_output_is_strict(tmp_path):
     write_run(results, names[1], "completed", sweep, loss=math.inf)
     d = write_run(results, names[2], "completed", sweep)
     summary = json.loads((d / "summary.json").read_text())
-    (d / "summary.json").write_text(json.dumps({**summary, "runtime_seconds": math.inf}))  # not a metric
+    (d / "summary.json").write_text(json.dumps({**summary, "runtime_seconds": math.inf}))  # no duration
     for script in ("aggregate.py", "compare.py"):
         proc = subprocess.run(
             [
@@ -819,8 +832,9 @@ def test_json_output_is_strict(tmp_path):
         by_name = {r["run_name"]: r for r in data["runs"]}
         assert by_name[names[0]]["status"] == "failed" and "metrics.rougeL is nan" in by_name[names[0]]["reason"]
         assert by_name[names[1]]["status"] == "failed" and "metrics.loss is inf" in by_name[names[1]]["reason"]
-        assert by_name[names[2]]["status"] == "completed" and by_name[names[2]]["runtime_seconds"] is None
-        assert data["counts"]["failed"] == 2
+        assert by_name[names[2]]["status"] == "corrupt" and "runtime_seconds" in by_name[names[2]]["reason"]
+        assert by_name[names[2]]["runtime_seconds"] is None
+        assert data["counts"]["failed"] == 2 and data["counts"]["corrupt"] == 1
 
 
 # ---------------------------------------------------------------------------------------------- extra metrics

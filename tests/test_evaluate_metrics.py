@@ -271,6 +271,24 @@ def test_extra_metric_in_summary_tables_compare_and_plots(modules_cache, prepare
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
+def test_extra_metric_returning_nan_fails_the_run(modules_cache, prepared, tmp_path):
+    """issue 21.5: it used to end `completed`, exit 0, with NaN in summary.json (not strict JSON)."""
+    module = REPO / "tests" / "metric_modules" / "not_a_number"
+    cfg = write_config(
+        tmp_path / "run.yaml", tmp_path / "results", evaluation__extra_metrics=[str(module)],
+        evaluation__bertscore_model=None,
+    )  # fmt: skip
+    env = {"HF_MODULES_CACHE": str(modules_cache), "HF_HUB_OFFLINE": "1"}
+    proc = run_cli("train_baseline.py", "--config", cfg, env=env, prepared=prepared)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    run = tmp_path / "results" / "tiny_run"
+    assert not (run / "summary.json").exists()
+    failure = json.loads((run / "failure.json").read_text())
+    assert failure["stage"] == "evaluate" and "metrics.not_a_number is nan" in failure["reason"], failure
+    assert "metrics.not_a_number is nan" in proc.stderr.strip().splitlines()[-1]
+
+
 # ------------------------------------------------------------------------------ snakemake -n
 @pytest.mark.slow
 def test_dry_run_fails_for_an_uncached_metric_naming_it_and_the_prefetch(tmp_path):

@@ -4,6 +4,7 @@ and the places that take it from there: the workflow schema, sweep validation, s
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 
 import pytest
@@ -94,3 +95,18 @@ def test_sweep_primary_metric_is_checked_against_the_registry(tmp_path):
         assert load_sweeps({"sweeps": {"s": {**spec, "primary_metric": metric}}})["s"].primary_metric == metric
     with pytest.raises(SweepError, match="primary_metric: expected one of"):
         load_sweeps({"sweeps": {"s": {**spec, "primary_metric": "accuracy"}}})
+
+
+def test_summary_metrics_refuse_values_that_are_no_result():
+    """issue 21.5: an extra metric returning NaN used to end the run `completed` with NaN in summary.json (not
+    strict JSON); a built-in metric outside its range is no result either. Any finite extra value is kept."""
+    base = {"loss": 1.0, "rouge1": 0.5, "rouge2": 0.5, "rougeL": 0.5, "rougeLsum": 0.5}
+    for value, why in ((math.nan, "metrics.word_overlap is nan"), (-math.inf, "metrics.word_overlap is -inf")):
+        with pytest.raises(ValueError, match=f"no result: {why}"):
+            mr.summary_metrics({**base, "word_overlap": value}, ["word_overlap"])
+    with pytest.raises(
+        ValueError, match=r"metrics.loss is -1, outside \[0, inf\]; metrics.rouge1 is 1.5, outside \[0, 1\]"
+    ):
+        mr.summary_metrics({**base, "rouge1": 1.5, "loss": -1.0})
+    assert mr.summary_metrics({**base, "word_overlap": -3.0}, ["word_overlap"])["word_overlap"] == -3.0
+    assert mr.get("bertscore").problem(True) == "is not a number: True"

@@ -54,6 +54,17 @@ def test_sobol_points_are_scipys_and_stable_when_n_grows():
     assert all(s8.runs[n].overrides == s5.runs[n].overrides for n in s5.runs)  # run names keep their config
 
 
+@pytest.mark.parametrize("method", ["sobol", "random"])
+def test_growing_n_past_a_power_of_ten_keeps_every_name(method):
+    """issue 21.7: n 100 -> 101 turned `s05` into `s005`, so every finished run was renamed and trained again."""
+    space = {"model.dropout": {"uniform": [0.0, 0.2]}}
+    small = sweep(sample={"method": method, "n": 100, "seed": 1, "space": space})
+    big = sweep(sample={"method": method, "n": 101, "seed": 1, "space": space})
+    assert list(big.runs)[:100] == list(small.runs) and list(big.runs)[100] == "s_s100"
+    assert all(big.runs[n].overrides == small.runs[n].overrides for n in small.runs)
+    assert "s_s05" in small.runs and "s_s99" in small.runs
+
+
 def test_sample_crossed_with_grid_names_grid_then_point():
     s = sweep(grid={"seed": [1, 2]}, sample={"n": 2, "space": {"model.dropout": {"uniform": [0.0, 0.2]}}})
     assert list(s.runs) == ["s_seed1_s00", "s_seed1_s01", "s_seed2_s00", "s_seed2_s01"]

@@ -107,8 +107,9 @@ def metric_names(sweep: Sweep) -> tuple[str, ...]:
 
 
 def _check_summary(summary: dict, names: tuple[str, ...]) -> str | None:
-    """Raise _Bad for a summary.json that is not usable; return a reason when a metric is NaN or infinite
-    (the run failed: its metrics are not results)."""
+    """Raise _Bad for a summary.json that is not usable (a metric that is no number, or outside the range of
+    values the metric can take: `Metric.problem`; a runtime that is no duration); return a reason when a
+    metric is NaN or infinite (the run failed: its metrics are not results)."""
     m = summary.get("metrics")
     if not isinstance(m, dict):
         raise _Bad("summary.json: no 'metrics' object")
@@ -118,10 +119,13 @@ def _check_summary(summary: dict, names: tuple[str, ...]) -> str | None:
         if v is None:
             if registry.get(k).required:
                 raise _Bad(f"summary.json: metrics.{k} is missing")
-        elif not _is_number(v):
-            raise _Bad(f"summary.json: metrics.{k} is not a number: {v!r}")
-        elif not math.isfinite(v):
+        elif _is_number(v) and not math.isfinite(v):
             nonfinite.append(f"metrics.{k} is {v}")
+        elif why := registry.get(k).problem(v):
+            raise _Bad(f"summary.json: metrics.{k} {why}")
+    runtime = summary.get("runtime_seconds")
+    if runtime is not None and not (_is_number(runtime) and math.isfinite(runtime) and runtime >= 0):
+        raise _Bad(f"summary.json: runtime_seconds is not a duration in seconds: {runtime!r}")
     return "summary.json: " + ", ".join(nonfinite) if nonfinite else None
 
 

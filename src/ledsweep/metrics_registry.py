@@ -32,6 +32,8 @@ class Metric:
     required: bool = False  # every completed summary.json has it, as a number
     shown: bool = True  # a column of the terminal and HTML tables (every metric is in the CSVs)
     description: str = ""
+    low: float = -math.inf  # the values the metric can take: anything outside is no result of it
+    high: float = math.inf
 
     def format(self, value: Any) -> str:
         """`value` in this metric's display format; '' for None, 'nan'/'inf' as Python writes them."""
@@ -41,6 +43,17 @@ class Metric:
             return str(value)
         return format(value, self.fmt)
 
+    def problem(self, value: Any) -> str | None:
+        """Why `value` cannot be this metric's result ('is not a number: ...', 'is nan', 'is -5, outside
+        [0, inf]'), or None. The one range check: evaluation (summary_metrics) and the tables use it."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"is not a number: {value!r}"
+        if not math.isfinite(value):
+            return f"is {value}"
+        if not self.low <= value <= self.high:
+            return f"is {value:g}, outside [{self.low:g}, {self.high:g}]"
+        return None
+
 
 BUILTIN = (
     Metric(
@@ -48,15 +61,37 @@ BUILTIN = (
         higher_is_better=False,
         required=True,
         description="mean token cross-entropy of the reference summaries on the test split",
+        low=0.0,
     ),
-    Metric("rouge1", required=True, description="ROUGE-1 F1 (rouge-score, stemmed), mean over examples"),
-    Metric("rouge2", required=True, description="ROUGE-2 F1, mean over examples"),
-    Metric("rougeL", required=True, description="ROUGE-L F1 (longest common subsequence), mean over examples"),
-    Metric("rougeLsum", required=True, description="ROUGE-Lsum F1 (one sentence per line), mean over examples"),
-    Metric("bertscore", description="BERTScore F1, mean over examples; null without evaluation.bertscore_model"),
-    Metric("bertscore_precision", shown=False, description="BERTScore precision, mean over examples"),
-    Metric("bertscore_recall", shown=False, description="BERTScore recall, mean over examples"),
-    Metric("exact_match", shown=False, description="fraction of predictions equal to the reference"),
+    Metric(
+        "rouge1", required=True, description="ROUGE-1 F1 (rouge-score, stemmed), mean over examples", low=0.0, high=1.0
+    ),
+    Metric("rouge2", required=True, description="ROUGE-2 F1, mean over examples", low=0.0, high=1.0),
+    Metric(
+        "rougeL",
+        required=True,
+        description="ROUGE-L F1 (longest common subsequence), mean over examples",
+        low=0.0,
+        high=1.0,
+    ),
+    Metric(
+        "rougeLsum",
+        required=True,
+        description="ROUGE-Lsum F1 (one sentence per line), mean over examples",
+        low=0.0,
+        high=1.0,
+    ),
+    Metric(
+        "bertscore",
+        description="BERTScore F1, mean over examples; null without evaluation.bertscore_model",
+        low=0.0,
+        high=1.0,
+    ),
+    Metric(
+        "bertscore_precision", shown=False, description="BERTScore precision, mean over examples", low=0.0, high=1.0
+    ),
+    Metric("bertscore_recall", shown=False, description="BERTScore recall, mean over examples", low=0.0, high=1.0),
+    Metric("exact_match", shown=False, description="fraction of predictions equal to the reference", low=0.0, high=1.0),
 )
 _REGISTRY: dict[str, Metric] = {m.name: m for m in BUILTIN}
 
@@ -117,7 +152,8 @@ def extra_metric_name(spec: str) -> str:
 def summary_metrics(values: Mapping[str, Any], extra: Iterable[str] = ()) -> dict[str, Any]:
     """summary.json's `metrics` object: every built-in metric in registry order (None where not computed,
     e.g. BERTScore without a scorer model), then the `extra` metrics. ValueError when a required metric is
-    missing or a name in `values` is neither built-in nor in `extra`."""
+    missing, a name in `values` is neither built-in nor in `extra`, or a value is no result of its metric
+    (NaN, infinite, outside its range: the run fails instead of writing it)."""
     order = names(extra)
     unknown = [k for k in values if k not in order]
     if unknown:
@@ -125,4 +161,7 @@ def summary_metrics(values: Mapping[str, Any], extra: Iterable[str] = ()) -> dic
     missing = [m.name for m in BUILTIN if m.required and values.get(m.name) is None]
     if missing:
         raise ValueError(f"required metrics missing: {missing}")
+    bad = [f"metrics.{k} {why}" for k in order if values.get(k) is not None and (why := get(k).problem(values[k]))]
+    if bad:
+        raise ValueError("no result: " + "; ".join(bad))
     return {k: values.get(k) for k in order}

@@ -160,9 +160,10 @@ def sample_points(method: str, n: int, seed: int, space: dict[str, tuple[str, An
     return [{k: scale(*space[k], u) for k, u in zip(keys, row)} for row in unit_points(method, n, seed, len(keys))]
 
 
-def point_suffix(i: int, n: int) -> str:
-    """`s03` for point 3 of 16: the run-name part of a sampled point (zero-padded to sort in draw order)."""
-    return f"s{i:0{max(2, len(str(n - 1)))}d}"
+def point_suffix(i: int) -> str:
+    """`s03` for point 3: the run-name part of a sampled point. Two digits at least, never more for a larger
+    `n` (point 5 is `s05` of 16 points and of 5,000), so growing `sample.n` keeps every earlier run's name."""
+    return f"s{i:02d}"
 
 
 # ----------------------------------------------------------------------------- successive halving

@@ -233,7 +233,7 @@ def _points(shape: _Shape, sweep: str):
             point = {**dict(zip(grid_keys, combo)), **zp}
             prefix = run_name(sweep, point)
             for i, sampled in enumerate(shape.samples):
-                suffix = f"_{search.point_suffix(i, shape.sample_n)}" if shape.sample_n else ""
+                suffix = f"_{search.point_suffix(i)}" if shape.sample_n else ""
                 yield prefix + suffix, dict(sorted({**point, **sampled}.items()))
 
 
