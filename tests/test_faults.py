@@ -15,11 +15,15 @@ from ledsweep.runfolder import sha256_file
 
 pytestmark = pytest.mark.slow
 
-# (fault point, what must exist after the kill); "after_save:4" (between checkpoints) and "save:8" (while
-# checkpoint-8 is being written) are tests/test_run.py's kill-and-resume tests, with more checks
+# (fault point, where): every save of the tiny run (save_steps 4, max_steps 12, 8 steps per epoch) while it is
+# written and just after, and the stages around them; "after_save:4" and "save:8" are tests/test_run.py's
 KILL_POINTS = [
     ("step:2", "before the first checkpoint"),
-    ("evaluate", "during evaluation"),
+    ("save:4", "while the first checkpoint is being written"),
+    ("after_save:8", "just after the second checkpoint"),
+    ("save:12", "while the last checkpoint is being written"),
+    ("after_save:12", "just after the last checkpoint: training is finished (issue 21.1)"),
+    ("evaluate", "during evaluation: training is finished (issue 21.1)"),
     ("write:summary.json", "while summary.json is being written"),
 ]
 
@@ -38,6 +42,9 @@ def test_kill_anywhere_then_rerun_is_bitwise_equal(point, where, baseline, prepa
     run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
     assert summary_metrics(run) == summary_metrics(baseline)
     assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(baseline / "checkpoint/model.safetensors")
+    # the same 12 steps, never a 13th (a resume from the finished checkpoint-12 used to train one more)
+    assert (run / "step_losses.jsonl").read_text() == (baseline / "step_losses.jsonl").read_text()
+    assert json.loads((run / "meta.json").read_text())["global_step"] == 12
     assert not list(run.glob(".*.tmp")), "temp files left behind"
 
 

@@ -114,6 +114,34 @@ def latest_checkpoint(resume_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def finished_training(checkpoint: Path | None, max_steps: int | None) -> bool:
+    """True when `checkpoint` was saved at the end of training: its step reached `max_steps` (the config's;
+    without one, the step count the Trainer planned). Resuming from it would train again: the Trainer takes
+    one more step when max_steps is not a multiple of the steps per epoch (issue 21.1)."""
+    if checkpoint is None:
+        return False
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    target = max_steps or state.get("max_steps") or 0
+    return target > 0 and state.get("global_step", 0) >= target
+
+
+def load_finished(trainer, checkpoint: Path) -> None:
+    """The trainer as it was when the finished training saved `checkpoint`: its weights (tied ones tied
+    again) and its state (step, log history, tokens seen); nothing is trained."""
+    from safetensors.torch import load_file
+    from transformers.trainer_callback import TrainerState
+
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
+    trainer.model.tie_weights()
+    state = trainer.model.state_dict()
+    loaded = {state[k].data_ptr() for k in weights if k in state}
+    untied = [k for k in missing if state[k].data_ptr() not in loaded]  # tied ones share a loaded tensor
+    if unexpected or untied:
+        raise RuntimeError(f"{checkpoint}: weights do not fit the model (missing {untied}, unexpected {unexpected})")
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+
+
 # ----------------------------------------------------------------------------- Slurm deadline
 def stop_margin() -> int:
     """Seconds before the Slurm job's end time at which training checkpoints and stops itself."""
@@ -503,7 +531,12 @@ def train(
     # objects of the imports are skipped (0.25 s per run on 2 CPU cores)
     gc.freeze()
     try:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if finished_training(resume_from, cfg.training.max_steps):  # a finished training is not trained again
+            log.info("run %s: %s is the end of training; nothing left to train", cfg.run_name, resume_from.name)
+            load_finished(trainer, resume_from)
+            result = None
+        else:
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         gc.unfreeze()
     train_seconds = time.perf_counter() - t0
@@ -549,7 +582,7 @@ def _finish(cfg, run, trainer, tok, step_losses, provenance_args, precision, n_p
         global_step=trainer.state.global_step,
         final_train_loss=train_losses[-1] if train_losses else None,
         train_runtime_seconds=round(sum(a.get("train_seconds", 0) for a in attempts), 3),
-        train_samples_per_second=result.metrics.get("train_samples_per_second"),
+        train_samples_per_second=result.metrics.get("train_samples_per_second") if result else None,
         input_tokens_seen=trainer.state.num_input_tokens_seen,
         weights_sha256=sha256_file(run.checkpoint / "model.safetensors"),
     )
