@@ -189,6 +189,38 @@ def test_resume_refuses_data_changed_since_the_first_attempt(tmp_path):
 
 
 @pytest.mark.slow
+def test_evaluate_only_refuses_data_changed_since_training(tmp_path):
+    """issue 21.2: `--stage train`, a changed training file, `--stage evaluate` prepared the data again with a new
+    scratch tokenizer and evaluated with it (exit 0). Now: exit 2 naming what changed, nothing prepared anew;
+    with the data restored, the evaluation runs on exactly the data of the training."""
+    rows = demo_rows("train", 64)
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    common = dict(data__train_file=train, evaluation__bertscore_model=None)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", **common)
+    run_cli("train_baseline.py", "--config", cfg, "--stage", "train", check=True)
+    run = tmp_path / "results" / "tiny_run"
+    [manifest] = (tmp_path / "results" / "prepared").glob(f"*/{MANIFEST}")
+    prepared_before = manifest.read_bytes()
+    write_jsonl(tmp_path / "train.jsonl", demo_rows("train")[100:164])  # other documents, same path
+    proc = run_cli("train_baseline.py", "--config", cfg, "--stage", "evaluate")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"data.train_file ({train}) changed since the run was trained on it" in proc.stderr
+    assert manifest.read_bytes() == prepared_before and not (run / "summary.json").exists()
+    # another run of the same data setting prepares the new data: the checkpoint still refuses it
+    other = write_config(tmp_path / "o.yaml", tmp_path / "results", run_name="other", **common)
+    assert run_cli("train_baseline.py", "--config", other, "--stop-after-step", "1").returncode == 143
+    proc = run_cli("train_baseline.py", "--config", cfg, "--stage", "evaluate")
+    assert proc.returncode == 2 and f"{train} and the tokenizer changed since its checkpoint" in proc.stderr
+    assert not (run / "summary.json").exists()
+    # the data restored: prepared again, the same fingerprint as at training, evaluated
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    run_cli("train_baseline.py", "--config", cfg, "--stage", "evaluate", check=True)
+    meta, summary = (json.loads((run / f).read_text()) for f in ("meta.json", "summary.json"))
+    assert json.loads(manifest.read_text())["fingerprint"] == meta["prepared_data"]["fingerprint"]
+    assert summary["prepared_data"] == meta["prepared_data"]["key"]
+
+
+@pytest.mark.slow
 def test_verify_reports_replaced_data(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", demo_rows("train", 64))
     cfg = write_config(

@@ -145,13 +145,14 @@ def _run_stages(
     return 0
 
 
-def prepare_for(cfg: RunConfig, prepared_dir: str | None, threads: int | None) -> Path:
-    """The run's prepared data under `prepared_dir` (default <output_dir>/prepared), reused or built."""
+def prepare_for(cfg: RunConfig, prepared_dir: str | None, threads: int | None, keep: str | None = None) -> Path:
+    """The run's prepared data under `prepared_dir` (default <output_dir>/prepared), reused or built;
+    `keep`: see `prepare.ensure_prepared`."""
     from . import data
     from .prepare import default_num_proc, ensure_prepared
 
     root = Path(prepared_dir) if prepared_dir else Path(cfg.output_dir) / data.PREPARED_DIRNAME
-    path, _ = ensure_prepared(cfg, root, default_num_proc(cfg, threads))
+    path, _ = ensure_prepared(cfg, root, default_num_proc(cfg, threads), keep=keep)
     return path
 
 
@@ -255,7 +256,11 @@ def _train_main(args, stages: tuple[str, ...]) -> int:
         if "train" in stages:
             check_optimizer(cfg.training.optim)
         preflight(cfg, stages)
-        prepared = prepare_for(cfg, args.prepared_dir, args.threads)  # before any run folder exists
+        keep = None  # evaluate only: the data its checkpoint was trained on, never prepared anew
+        if "train" not in stages:
+            trained = RunFolder(cfg.run_dir)
+            keep = (trained.read_json(trained.meta, default={}).get("prepared_data") or {}).get("fingerprint")
+        prepared = prepare_for(cfg, args.prepared_dir, args.threads, keep)  # before any run folder exists
         return run_stages(cfg, stages, args.overwrite, prepared, args.threads, args.stop_after_step)
     except ConfigError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)

@@ -14,7 +14,7 @@ from . import faults, metrics, metrics_registry
 from . import model as model_mod
 from .config import ConfigError, RunConfig, config_sha256, train_config_sha256
 from .runfolder import RunFolder, atomic_write_text, now_iso, write_json
-from .train import set_threads
+from .train import data_changes, set_threads
 
 log = logging.getLogger("ledsweep")
 
@@ -64,6 +64,17 @@ def check_trained_with(cfg: RunConfig, meta: dict, run: RunFolder) -> None:
         )
 
 
+def check_trained_data(meta: dict, manifest: dict, run: RunFolder) -> None:
+    """Evaluation uses exactly the data and tokenizer the checkpoint was trained with (issue 21.2): the
+    prepared data's fingerprint must be the one meta.json recorded. ConfigError naming what changed."""
+    recorded = (meta.get("prepared_data") or {}).get("fingerprint")
+    if recorded and recorded != manifest["fingerprint"]:
+        raise ConfigError(
+            f"{run.path}: {data_changes(meta, manifest)} changed since its checkpoint was trained; evaluate it on "
+            f"the data it was trained on (restore it), or retrain the run"
+        )
+
+
 def evaluate(
     cfg: RunConfig, run: RunFolder, prepared: Path, train_meta: dict | None = None, threads: int | None = None
 ) -> dict:
@@ -88,6 +99,7 @@ def evaluate(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     meta = train_meta or run.read_json(run.meta, default={})
     check_trained_with(cfg, meta, run)
+    check_trained_data(meta, manifest, run)
     model, tok = model_mod.load_pretrained(str(run.checkpoint))
     model_mod.configure_generation(model, cfg)  # this run's decoding (variants share one trained model)
     model.to(device)

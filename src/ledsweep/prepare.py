@@ -412,9 +412,12 @@ def stale_files(manifest: dict) -> list[str]:
     return changed
 
 
-def ensure_prepared(cfg: RunConfig, root: str | Path, num_proc: int = 1) -> tuple[Path, dict]:
+def ensure_prepared(cfg: RunConfig, root: str | Path, num_proc: int = 1, keep: str | None = None) -> tuple[Path, dict]:
     """The prepared data of `cfg` under `root`, built if missing or if a data file changed since.
 
+    `keep` (a trained run's recorded data fingerprint, for an evaluate-only step): a data file that changed
+    since the folder was prepared is refused (ConfigError naming it) instead of prepared again, so
+    evaluation never runs on data or a tokenizer the checkpoint was not trained with.
     Concurrent callers of the same key wait for each other (a lock file beside the folder)."""
     spec = data_spec(cfg)
     out = Path(root) / data_key(spec)
@@ -430,6 +433,13 @@ def ensure_prepared(cfg: RunConfig, root: str | Path, num_proc: int = 1) -> tupl
                 if not changed:
                     log.info("prepared data %s: reused (%s)", out, _rows_text(manifest))
                     return out, manifest
+                if keep and manifest["fingerprint"] == keep:
+                    splits = {rec["path"]: split for split, rec in manifest["data_files"].items()}
+                    named = ", ".join(f"data.{splits[p]}_file ({p})" for p in changed)
+                    raise ConfigError(
+                        f"{named} changed since the run was trained on it; evaluation uses the data and tokenizer "
+                        f"of its training: restore the file, or retrain the run (--overwrite)"
+                    )
                 log.info("prepared data %s: %s changed since it was prepared: preparing again", out, ", ".join(changed))
             log.info("preparing data into %s with %d process(es)", out, num_proc)
             return out, prepare_data(spec, out, num_proc)

@@ -238,6 +238,18 @@ def _attempts(cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifes
     return attempts
 
 
+def data_changes(meta: dict, manifest: dict) -> str:
+    """What differs between the data a run recorded in meta.json and the prepared data `manifest` describes:
+    'data/train.jsonl and the tokenizer' (the files whose sha256 moved, then the tokenizer)."""
+    recorded = meta.get("data_sha256") or {}
+    now = {f["path"]: f["sha256"] for f in manifest["data_files"].values()}
+    changed = [p for p in sorted(set(recorded) | set(now)) if recorded.get(p) != now.get(p)]
+    prepared = meta.get("prepared_data") or {}
+    if prepared.get("tokenizer_sha256") and prepared["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
+        changed.append("the tokenizer")
+    return " and ".join(changed) or "the prepared data"
+
+
 def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -> None:
     """Resume never mixes data: the first attempt's data fingerprint must be today's.
 
@@ -247,14 +259,7 @@ def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -
     first = next((a.get("data_fingerprint") for a in attempts if a.get("data_fingerprint")), None)
     if first is None or first == manifest["fingerprint"] or not run.resume.is_dir():
         return
-    meta = run.read_json(run.meta, default={})
-    recorded = meta.get("data_sha256") or {}
-    now = {f["path"]: f["sha256"] for f in manifest["data_files"].values()}
-    changed = [p for p in sorted(set(recorded) | set(now)) if recorded.get(p) != now.get(p)]
-    prepared = meta.get("prepared_data") or {}
-    if prepared.get("tokenizer_sha256") and prepared["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
-        changed.append("the tokenizer")
-    what = " and ".join(changed) or "the prepared data"
+    what = data_changes(run.read_json(run.meta, default={}), manifest)
     if not restart_on_change:
         raise DataChanged(
             f"{run.path}: {what} changed since this run started (its resume checkpoints were trained on the old "
