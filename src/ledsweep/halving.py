@@ -67,7 +67,7 @@ def train_rung_job(snakemake) -> int:
     setup_logging()
     try:
         cfg = from_dict(snakemake.params.config, source=f"{out}: run config")
-        with RunLock(trained.path, what=f"score rung step {step}"):
+        with RunLock(trained.path.parent, what=f"score rung step {step}"):
             result = score_rung(cfg, ckpt, Path(snakemake.input.prepared), snakemake.threads)
         result.update(run_name=cfg.run_name, step=step, checkpoint=str(ckpt), time=now_iso())
         write_json(out, result)
@@ -214,7 +214,7 @@ def finish_stopped_job(snakemake, where: dict) -> int:
     setup_logging()
     trained = RunFolder(Path(snakemake.output.meta).parent)
     try:
-        with RunLock(trained.path, what="finish a stopped run"):
+        with RunLock(trained.path.parent, what="finish a stopped run"):
             finish_stopped(trained, where)
     except Exception as e:
         log.exception("run %s: cannot finish it at its rung: %s", trained.path.parent.name, e)

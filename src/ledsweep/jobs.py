@@ -97,7 +97,7 @@ def train_in_job(
         cfg = training_config(config, source=f"{trained.path}: training config")
         layout = layout_from_resources(snakemake.resources)
         trained.path.mkdir(parents=True, exist_ok=True)
-        with RunLock(trained.path, what="train"):
+        with RunLock(trained.path.parent, what="train"):  # the run folder's lock, as train_baseline.py takes it
             trained.remove_temp_files()
             (trained.path / STOP_FILE).unlink(missing_ok=True)  # a stop request of an earlier attempt
             discard_other_training(trained, cfg)
