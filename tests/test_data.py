@@ -343,6 +343,27 @@ def test_config_example_for_led_base_16384_is_valid_offline():
     assert cfg.generation.max_new_tokens == 256
 
 
+def test_damaged_prepared_data_is_prepared_again_or_named(tmp_path, caplog):
+    """issue 21.9: a truncated Arrow file in a prepared folder was reused, and every rerun failed in pyarrow
+    naming no folder. The manifest records each file's size: a reuse prepares a damaged folder again, and a
+    job handed one (the workflow's train and evaluate) refuses it naming the folder and the fix."""
+    from ledsweep.data import check_prepared, prepared_damage, read_manifest
+    from ledsweep.prepare import ensure_prepared
+    from ledsweep.train import load_prepared
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path / "results"))
+    path, manifest = ensure_prepared(cfg, tmp_path / "prepared", num_proc=1)
+    assert manifest["files"] and not prepared_damage(path, manifest)
+    [arrow] = (path / "train").glob("*.arrow")
+    arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    with pytest.raises(ConfigError, match=rf"{path}: the prepared data is damaged \(train/.*\.arrow is \d+ bytes"):
+        check_prepared(path, read_manifest(path))
+    again, rebuilt = ensure_prepared(cfg, tmp_path / "prepared", num_proc=1)
+    assert again == path and "is damaged" in caplog.text and "preparing it again" in caplog.text
+    assert rebuilt["fingerprint"] == manifest["fingerprint"] and not prepared_damage(path, rebuilt)
+    assert len(load_prepared(path, "train")["input_ids"]) == 64
+
+
 def test_prepare_errors_name_the_key(tmp_path):
     from ledsweep.prepare import prepare_data
 

@@ -124,6 +124,39 @@ def read_manifest(prepared: str | Path) -> dict:
         raise ConfigError(f"{path}: unreadable manifest ({e}); delete the folder to prepare it again") from None
 
 
+def prepared_files(prepared: str | Path) -> dict[str, int]:
+    """Every file of a prepared folder but its manifest: relative path -> size (what the manifest records)."""
+    root = Path(prepared)
+    return {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def prepared_damage(prepared: str | Path, manifest: dict) -> list[str]:
+    """Files of a prepared folder that are not as its manifest recorded them (missing, truncated, grown);
+    [] for a manifest written before sizes were recorded."""
+    out = []
+    for rel, size in (manifest.get("files") or {}).items():
+        try:
+            now = (Path(prepared) / rel).stat().st_size
+        except OSError:
+            out.append(f"{rel} is missing")
+            continue
+        if now != size:
+            out.append(f"{rel} is {now} bytes, {size} when prepared")
+    return out
+
+
+def check_prepared(prepared: str | Path, manifest: dict) -> None:
+    """ConfigError naming the folder and the fix when its files are not those it was prepared with (a
+    truncated Arrow file would otherwise fail in pyarrow, naming no folder, on every rerun)."""
+    if damage := prepared_damage(prepared, manifest):
+        shown = "; ".join(damage[:3]) + (f"; and {len(damage) - 3} more" if len(damage) > 3 else "")
+        raise ConfigError(f"{prepared}: the prepared data is damaged ({shown}); delete the folder to prepare it again")
+
+
 # ----------------------------------------------------------------------------- cheap source checks
 def _peek_columns(path: Path, key: str) -> list[str]:
     """Column names from the first row / header / schema, without reading the file."""

@@ -82,12 +82,13 @@ def evaluate(
     import torch
     from transformers import set_seed
 
-    from .data import read_manifest
+    from .data import check_prepared, read_manifest
     from .train import load_prepared
 
     set_threads(cfg, threads)
     set_seed(cfg.seed)
     manifest = read_manifest(prepared)
+    check_prepared(prepared, manifest)
     test = load_prepared(prepared, "test", ("input_ids", "labels", "length", "reference"))
     references = test["reference"]
     bert = None

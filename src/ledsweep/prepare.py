@@ -20,7 +20,18 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .data import FORMATS, MANIFEST, SPLITS, canonical_json, data_key, data_spec, read_manifest, source_state
+from .data import (
+    FORMATS,
+    MANIFEST,
+    SPLITS,
+    canonical_json,
+    data_key,
+    data_spec,
+    prepared_damage,
+    prepared_files,
+    read_manifest,
+    source_state,
+)
 from .runfolder import now_iso, sha256_file, write_json
 
 log = logging.getLogger("ledsweep")
@@ -380,6 +391,7 @@ def _build(spec: dict, out: Path, num_proc: int) -> dict:
         "created": now_iso(),
     }
     manifest["fingerprint"] = fingerprint(manifest)
+    manifest["files"] = prepared_files(out)  # checked before each reuse (prepared_damage)
     write_json(out / MANIFEST, manifest)
     return manifest
 
@@ -429,18 +441,23 @@ def ensure_prepared(cfg: RunConfig, root: str | Path, num_proc: int = 1, keep: s
             fcntl.flock(lock, fcntl.LOCK_EX)
             if (out / MANIFEST).is_file():
                 manifest = read_manifest(out)
-                changed = stale_files(manifest)
-                if not changed:
+                changed, damage = stale_files(manifest), prepared_damage(out, manifest)
+                if not changed and not damage:
                     log.info("prepared data %s: reused (%s)", out, _rows_text(manifest))
                     return out, manifest
-                if keep and manifest["fingerprint"] == keep:
+                if damage:  # issue 21.9: never reused, whatever the data
+                    log.warning("prepared data %s is damaged (%s): preparing it again", out, "; ".join(damage[:3]))
+                elif keep and manifest["fingerprint"] == keep:
                     splits = {rec["path"]: split for split, rec in manifest["data_files"].items()}
                     named = ", ".join(f"data.{splits[p]}_file ({p})" for p in changed)
                     raise ConfigError(
                         f"{named} changed since the run was trained on it; evaluation uses the data and tokenizer "
                         f"of its training: restore the file, or retrain the run (--overwrite)"
                     )
-                log.info("prepared data %s: %s changed since it was prepared: preparing again", out, ", ".join(changed))
+                else:
+                    log.info(
+                        "prepared data %s: %s changed since it was prepared: preparing again", out, ", ".join(changed)
+                    )
             log.info("preparing data into %s with %d process(es)", out, num_proc)
             return out, prepare_data(spec, out, num_proc)
     except BaseException:

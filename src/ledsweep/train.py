@@ -465,12 +465,13 @@ def train(
     from transformers.trainer_callback import PrinterCallback
 
     from . import distributed
-    from .data import read_manifest
+    from .data import check_prepared, read_manifest
 
     distributed.init()
     threads = set_threads(cfg, threads)
     precision = resolve_precision(cfg.training.precision)
     manifest = read_manifest(prepared)
+    check_prepared(prepared, manifest)
     tok = load_tokenizer(prepared)
     model = _build_model(cfg, tok)
     train_ds = load_prepared(prepared, "train")
