@@ -37,6 +37,7 @@ DRY = {  # --dry-run: 2 points of the tests' tiny run, 4 test examples, two 1-th
         "data.max_eval_samples": 4,
         "data.max_predict_samples": 4,
         "generation.max_new_tokens": 4,
+        "evaluation.bertscore_model": None,
     },
 }
 

@@ -172,12 +172,42 @@ def test_kill9_after_a_checkpoint_resumes_bitwise(two_processes, tmp_path):
     assert killed.returncode != 0
     run = tmp_path / "results/tiny_run"
     assert not (run / "checkpoint").exists() and (run / "resume/checkpoint-8").is_dir()
+    # issue 21.3: resumed on 1 process it would train on with half the batch: refused, naming both layouts
+    attempts = (run / "resume/attempts.json").read_text()
+    one = run_cli("train_baseline.py", "--config", cfg, "--stage", "train", "--threads", "1", *prepared)
+    assert one.returncode == 2 and "Traceback" not in one.stderr, one.stderr[-3000:]
+    assert "trained on 2 process(es) on 1 node(s), batch 4 x accumulation 1 (effective 8)" in one.stderr
+    assert "would resume on 1 process(es) on 1 node(s), batch 4 x accumulation 1 (effective 4)" in one.stderr
+    assert "--allow-layout-change" in one.stderr and (run / "resume/attempts.json").read_text() == attempts
     again = torchrun("--config", cfg, "--stage", "train", *prepared)
     assert again.returncode == 0, again.stderr[-6000:]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["resumes"] == 1 and meta["attempt_history"][-1]["resumed_from_step"] == 8
-    assert meta["world_size"] == 2
+    assert meta["world_size"] == 2 and [a["layout"]["world_size"] for a in meta["attempt_history"]] == [2, 2]
     assert sha256_file(run / "checkpoint/model.safetensors") == sha256_file(
         two_processes / "checkpoint/model.safetensors"
     )
     assert losses(run) == losses(two_processes)
+
+
+def test_resume_on_another_layout_is_refused_unless_asked(tmp_path, monkeypatch, caplog):
+    """issue 21.3: a 1-process run resumed under torchrun with 2 trained on with twice the batch, and meta.json
+    said world size 2 for the whole run. Each attempt records its layout; another one is refused unless asked."""
+    from ledsweep.config import ConfigError
+    from ledsweep.runfolder import RunFolder, write_json
+    from ledsweep.train import ALLOW_LAYOUT_CHANGE, LAYOUT_KEYS, check_resume_layout
+
+    one = {"world_size": 1, "num_nodes": 1, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
+    run = RunFolder(tmp_path / "run")
+    run.resume.mkdir(parents=True)
+    write_json(run.attempts, [{"layout": {**one, "effective_batch_size": 8}}])
+    check_resume_layout(run, {**one, "effective_batch_size": 8, "rank_devices": ["h:cpu"]})  # the same: fine
+    two = {**one, "world_size": 2, "effective_batch_size": 16}
+    with pytest.raises(ConfigError, match=r"trained on 1 process\(es\) .* \(effective 8\), would resume on 2 .*16"):
+        check_resume_layout(run, two)
+    for key in LAYOUT_KEYS[1:]:  # nodes, batch and accumulation count as well
+        with pytest.raises(ConfigError, match="--allow-layout-change"):
+            check_resume_layout(run, {**one, key: 2, "effective_batch_size": 16})
+    monkeypatch.setenv(ALLOW_LAYOUT_CHANGE, "1")
+    check_resume_layout(run, two)
+    assert "resumes on another layout, as asked" in caplog.text

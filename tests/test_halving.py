@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PY, REPO, run_cli
+from conftest import PY, REPO, copy_tree, run_cli
 from workflow_helpers import jobs_run, make_workdir, snakemake
 
 from ledsweep.runfolder import sha256_file
@@ -32,6 +32,7 @@ SWEEP = {
                 "training.save_steps": 10,
                 "training.eval_steps": 1000,
                 "training.logging_steps": 10,
+                "training.save_total_limit": 1,  # resume/ keeps one checkpoint: rung checkpoints must survive
                 "data.max_source_length": 128,
             },
             "sample": {
@@ -61,12 +62,16 @@ def _second_rung_started(work: Path, kept: list[str]) -> bool:
 
 @pytest.fixture(scope="module")
 def halving_sweep(tmp_path_factory):
-    """The sweep, killed once during the second rung, then run to the end. Returns (workdir, second run)."""
+    """The sweep: every first-rung job killed just after its rung checkpoint (issue 21.8), then run again and
+    killed during the second rung, then run to the end. Returns (workdir, the last run)."""
     work = tmp_path_factory.mktemp("halving")
     cfg = work / "sweeps.yaml"
     cfg.write_text(yaml.safe_dump(SWEEP, sort_keys=False))
     make_workdir(work / "w", cfg)
     work = work / "w"
+    rungs = [f"results/{r}/rungs/20.json" for r in RUNS]
+    first = snakemake(work, *LOCAL, "--keep-going", targets=rungs, env={"LEDSWEEP_FAULT": "after_save:20"})
+    assert first.returncode != 0 and not any((work / r).exists() for r in rungs), first.stdout[-4000:]
     proc = subprocess.Popen(
         [PY, "-m", "snakemake", TARGET, *LOCAL],
         cwd=work,
@@ -171,3 +176,35 @@ def test_compare_and_plots_show_the_rung(halving_sweep, monkeypatch):
     assert sorted({_reached(r) for r in rows}) == ["rung 1 at step 20", "rung 2 at step 60"]
     assert plot_metric_vs_key("results", sweep, "loss", "training.learning_rate", work / "m.png", rows).stat().st_size
     assert plot_loss_curves("results", sweep, work / "c.png", rows=rows).stat().st_size
+
+
+def test_rung_checkpoints_survive_and_a_lowered_keep_stops_runs_at_their_rung(halving_sweep, tmp_path):
+    """issue 21.10: lowering halving.keep after a sweep stops runs that had gone on, whose rung checkpoint
+    save_total_limit had rotated away in resume/; the table then disagreed with rung1.json. The rung's
+    checkpoint is kept apart (resume/rungs/): a stopped run gets the rung's own weights, the table its rung.
+    (issue 21.8: every rung job of the sweep was killed just after its rung checkpoint, so the record of each
+    rung's training, meta-20.json, comes from the rerun.)"""
+    work = copy_tree(halving_sweep[0], tmp_path / "w")
+    before = json.loads((work / "results/sweeps/hs/halving/rung1.json").read_text())["kept"]
+    for run in before:  # trained on to 60 with one resume checkpoint: checkpoint-20 rotated away there
+        resume = work / "results" / run / "trained" / "resume"
+        assert not (resume / "checkpoint-20").exists() and (resume / "rungs/checkpoint-20/model.safetensors").is_file()
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["sweeps"]["hs"]["halving"]["keep"] = 0.25
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(work, *LOCAL, targets=[TARGET], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "train_rung" not in jobs_run(proc.stdout)  # the rung results stand
+    kept = json.loads((work / "results/sweeps/hs/halving/rung1.json").read_text())["kept"]
+    assert len(kept) == 2 and set(kept) < set(before)
+    with open(work / TARGET, newline="") as f:
+        rows = {r["run_name"]: r for r in csv.DictReader(f)}
+    for run in set(before) - set(kept):  # went on to 60 before, stopped at 20 now, with the rung's weights
+        meta = json.loads((work / "results" / run / "meta.json").read_text())
+        assert (rows[run]["status"], rows[run]["rung"], rows[run]["steps"], meta["global_step"]) == (
+            "stopped", "1", "20", 20
+        ), run  # fmt: skip
+        rung = work / "results" / run / "trained/resume/rungs/checkpoint-20/model.safetensors"
+        assert sha256_file(work / "results" / run / "checkpoint/model.safetensors") == sha256_file(rung)
+    for run in RUNS:
+        assert (work / "results" / run / "trained/resume/meta-20.json").is_file()

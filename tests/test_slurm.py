@@ -47,10 +47,12 @@ SWEEP = """
 sweeps:
   slurm:
     base: config/tiny_run.yaml
+    set: {evaluation.bertscore_model: null}   # ROUGE is enough here; BERTScore is tested elsewhere
     grid:
       seed: [1, 2, 3]
   slurmhalf:   # successive halving through Slurm: two sampled runs, one goes on after step 6
     base: config/tiny_run.yaml
+    set: {evaluation.bertscore_model: null}
     sample: {n: 2, seed: 0, space: {training.learning_rate: {loguniform: [1.0e-3, 3.0e-3]}}}
     halving: {rungs: [6, 12], keep: 0.5, metric: loss}
 """

@@ -213,15 +213,16 @@ def test_tampered_checkpoint_is_detected(baseline, tmp_path):
 
 # ----------------------------------------------------------------------------- workflow
 @pytest.mark.slow
-def test_workflow_verify_target(small_sweeps, tmp_path):
-    wd = copy_tree(small_sweeps, tmp_path / "wd")
+def test_workflow_verify_target(tiny_sweep, tmp_path):
+    wd = copy_tree(tiny_sweep, tmp_path / "wd")
     dry = snakemake(wd, *LOCAL, "-n")
     assert dry.returncode == 0 and "verify" not in jobs_run(dry.stdout), dry.stdout[-3000:]  # not in `rule all`
-    proc = snakemake(wd, *LOCAL, targets=["results/sweeps/one/verify.csv"])
+    proc = snakemake(wd, *LOCAL, targets=["results/sweeps/tiny/verify.csv"])
     assert proc.returncode == 0, proc.stdout[-6000:]
-    with open(wd / "results/sweeps/one/verify.csv", newline="") as f:
+    with open(wd / "results/sweeps/tiny/verify.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["run_name"], r["verdict"], r["exit_code"], r["steps"]) for r in rows] == [
-        ("one_seed1", "identical", "0", "12")
+    runs = ["tiny_lr0.001_seed1", "tiny_lr0.001_seed2", "tiny_lr0.002_seed1", "tiny_lr0.002_seed2"]
+    assert sorted((r["run_name"], r["verdict"], r["exit_code"], r["steps"]) for r in rows) == [
+        (run, "identical", "0", "12") for run in runs
     ], rows
-    assert "verdict: identical" in (wd / "results/sweeps/one/logs/verify.log").read_text()
+    assert "verdict: identical" in (wd / "results/sweeps/tiny/logs/verify.log").read_text()

@@ -79,21 +79,20 @@ def test_halving_sweep_stops_half_at_the_rung(small_sweeps):
 
 
 @pytest.mark.slow
-def test_workflow_train_takes_the_run_folders_lock(small_sweeps, tmp_path):
+def test_workflow_train_takes_the_run_folders_lock(sweep_dir):
     """issue 21.6: the workflow's train job locked results/<run>/trained while train_baseline.py locks
     results/<run>: both trained one run at once. One lock per run folder: a holder of it stops the job."""
     from test_input_checks import hold_lock
 
-    wd = copy_tree(small_sweeps, tmp_path / "wd")
-    run = wd / "results" / "one_seed1"
+    run = sweep_dir / "results" / RUNS[0]
     holder = hold_lock(run)  # as train_baseline.py holds it while it trains this run
     try:
-        proc = snakemake(wd, *LOCAL, "-f", targets=["results/one_seed1/trained/meta.json"])
+        proc = snakemake(sweep_dir, *LOCAL, "-f", targets=[f"results/{RUNS[0]}/trained/meta.json"])
     finally:
         holder.kill()
         holder.wait()
     assert proc.returncode != 0 and jobs_run(proc.stdout) == ["train"], proc.stdout[-4000:]
-    assert f"results/one_seed1 is in use by pid {holder.pid}" in (run / "logs" / "train.log").read_text()
+    assert f"results/{RUNS[0]} is in use by pid {holder.pid}" in (run / "logs" / "train.log").read_text()
     assert not (run / "trained" / ".lock").exists()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -182,6 +183,12 @@ def train_main(argv: list[str] | None = None) -> int:
         help="checkpoint and stop after optimizer step K, exit 143 (for audit replays: verify_run.py)",
     )
     parser.add_argument(
+        "--allow-layout-change",
+        action="store_true",
+        help="resume on another number of processes, nodes, batch size or accumulation than the run trained "
+        "with (refused otherwise: it trains on other batches); each attempt's layout is in meta.json",
+    )
+    parser.add_argument(
         "--prepared-dir",
         metavar="DIR",
         help="cache of prepared (tokenized) data, shared by runs with the same data settings "
@@ -190,6 +197,10 @@ def train_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     stages = ("train", "evaluate") if args.stage == "all" else (args.stage,)
+    if args.allow_layout_change:
+        from .train import ALLOW_LAYOUT_CHANGE
+
+        os.environ[ALLOW_LAYOUT_CHANGE] = "1"  # read where the resume is decided (train.check_resume_layout)
     from . import distributed
 
     if distributed.active():  # one of several ranks started by torchrun

@@ -29,7 +29,29 @@ TRAINER_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training
 
 
 def rung_checkpoint(trained: RunFolder, step: int) -> Path:
-    return trained.resume / f"checkpoint-{step}"
+    """The rung's checkpoint, kept apart from resume/'s checkpoints: save_total_limit never rotates it away,
+    so a run that a later decision stops (`halving.keep` lowered after the sweep) still has it (issue 21.10).
+    Under resume/, so it goes with the resume state when that is discarded (other training keys or data)."""
+    return trained.resume / "rungs" / f"checkpoint-{step}"
+
+
+def keep_rung(trained: RunFolder, step: int) -> Path:
+    """The rung checkpoint, hard links to resume/checkpoint-<step> made once it is complete (then rung_checkpoint)."""
+    from .jobs import _link_or_copy
+
+    kept, live = rung_checkpoint(trained, step), trained.resume / f"checkpoint-{step}"
+    if _complete(kept) or not _complete(live):
+        return kept
+    tmp = kept.with_name(f".{kept.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path in sorted(live.iterdir()):  # the completeness marker last
+        if path.is_file() and path.name != COMPLETE_MARKER:
+            _link_or_copy(path, tmp / path.name)
+    _link_or_copy(live / COMPLETE_MARKER, tmp / COMPLETE_MARKER)
+    shutil.rmtree(kept, ignore_errors=True)
+    os.replace(tmp, kept)
+    return kept
 
 
 def rung_meta(trained: RunFolder, step: int) -> Path:
@@ -52,15 +74,20 @@ def train_rung_job(snakemake) -> int:
 
     out, step = Path(snakemake.output[0]), int(snakemake.wildcards.step)
     trained = RunFolder(out.parent.parent / "trained")
-    ckpt = rung_checkpoint(trained, step)
+    ckpt = keep_rung(trained, step)
     if not _complete(ckpt):
         code = train_in_job(
             snakemake, stop_after=step, trained_dir=trained.path, config=training_part(snakemake.params.config)
         )
+        ckpt = keep_rung(trained, step)
         if not _complete(ckpt):  # interrupted before the rung (time limit, signal) or failed: say so, retry resumes
             return code if code else EXIT_FAILED
-        # trained/meta.json is also the train rule's output, which Snakemake removes before that job runs:
-        # keep this training's record where a stopped run's finish step finds it
+    if not rung_meta(trained, step).is_file():  # also when killed just after the rung checkpoint (issue 21.8)
+        # trained/meta.json (the record of the training that reached the rung) is also the train rule's output,
+        # which Snakemake removes before that job runs: keep it where a stopped run's finish step finds it
+        if not trained.meta.is_file():
+            log.error("%s: missing; the training that reached step %d left no record: rerun it", trained.meta, step)
+            return EXIT_FAILED
         shutil.copy2(trained.meta, rung_meta(trained, step))
     _offline()
     _to_log(snakemake.log[0], "a")

@@ -223,7 +223,13 @@ class DataChanged(ConfigError):
     """A resumed run whose prepared data (data files or tokenizer) differs from its first attempt's."""
 
 
-def _attempts(cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifest: dict) -> list[dict]:
+LAYOUT_KEYS = ("world_size", "num_nodes", "per_device_train_batch_size", "gradient_accumulation_steps")
+ALLOW_LAYOUT_CHANGE = "LEDSWEEP_ALLOW_LAYOUT_CHANGE"  # =1: resume on another process layout (--allow-layout-change)
+
+
+def _attempts(
+    cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifest: dict, layout: dict | None = None
+) -> list[dict]:
     attempts = run.read_json(run.attempts, default=[])
     attempts.append(
         {
@@ -232,6 +238,7 @@ def _attempts(cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifes
             "data_fingerprint": manifest["fingerprint"],
             "slurm_job_id": provenance.slurm_job_id(),
             "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
+            "layout": {k: (layout or {}).get(k) for k in (*LAYOUT_KEYS, "effective_batch_size")},
         }
     )
     write_json(run.attempts, attempts)
@@ -248,6 +255,33 @@ def data_changes(meta: dict, manifest: dict) -> str:
     if prepared.get("tokenizer_sha256") and prepared["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
         changed.append("the tokenizer")
     return " and ".join(changed) or "the prepared data"
+
+
+def check_resume_layout(run: RunFolder, layout: dict) -> None:
+    """A resume keeps the process layout the run trained with (issue 21.3): another number of processes or
+    nodes, batch or accumulation trains on other batches (2 processes: twice the batch). ConfigError naming
+    both layouts, unless LEDSWEEP_ALLOW_LAYOUT_CHANGE=1 (train_baseline.py --allow-layout-change) asks for it;
+    each attempt's layout is in meta.json's attempt_history either way."""
+    previous = [a["layout"] for a in run.read_json(run.attempts, default=[]) if a.get("layout")]
+    if not previous:
+        return
+    was, now = previous[-1], {k: layout.get(k) for k in (*LAYOUT_KEYS, "effective_batch_size")}
+    if all(was.get(k) == now[k] for k in LAYOUT_KEYS):
+        return
+
+    def text(d: dict) -> str:
+        return (
+            f"{d['world_size']} process(es) on {d['num_nodes']} node(s), batch {d['per_device_train_batch_size']} "
+            f"x accumulation {d['gradient_accumulation_steps']} (effective {d['effective_batch_size']})"
+        )
+
+    if os.environ.get(ALLOW_LAYOUT_CHANGE) == "1":
+        log.warning("run %s resumes on another layout, as asked: %s, was %s", run.name, text(now), text(was))
+        return
+    raise ConfigError(
+        f"{run.path}: trained on {text(was)}, would resume on {text(now)}: another layout trains on other "
+        f"batches; resume on the same layout, start over (--overwrite), or pass --allow-layout-change"
+    )
 
 
 def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -> None:
@@ -485,7 +519,9 @@ def train(
         try:
             check_resume_data(run, manifest, restart_on_data_change)
             resume_from = latest_checkpoint(run.resume)
-            attempts = _attempts(cfg, run, resume_from, manifest)
+            if resume_from:
+                check_resume_layout(run, layout)
+            attempts = _attempts(cfg, run, resume_from, manifest, layout)
             if git["diff"]:
                 atomic_write_text(run.path / "git.diff", git["diff"])
             write_json(run.meta, _meta(cfg, attempts, env, git, manifest, decoding, precision=precision))
