@@ -493,3 +493,17 @@ def test_unfinished_run_counts_as_a_run_folder(tmp_path):
     with pytest.raises(RunFolderError, match="it has config.yaml and meta.json"):
         check_run_location(other / "nested" / "deeper" / "run")
     check_run_location(tmp_path / "results" / "sibling_run")  # next to a run: fine
+
+
+# ----------------------------------------------------------------------------- issue 21: late errors, early
+def test_broken_extra_metric_is_refused_before_training(tmp_path, in_process):
+    """A local metric module with a syntax error (or an uncached hub metric) failed only after the whole
+    training; now train_baseline.py loads every extra metric before it prepares or trains anything."""
+    module = tmp_path / "broken" / "broken.py"
+    module.parent.mkdir()
+    module.write_text("import evaluate\n\n\nclass Broken(evaluate.Metric)  # no colon\n    pass\n")
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", evaluation__extra_metrics=[str(module.parent)])
+    proc = in_process(cli.train_main, "--config", cfg)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"evaluation.extra_metrics: '{module.parent}': evaluate cannot load it: SyntaxError" in proc.stderr
+    assert not (tmp_path / "results").exists(), "refused before any folder or preparation"

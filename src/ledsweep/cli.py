@@ -38,6 +38,8 @@ def preflight(cfg: RunConfig, stages: tuple[str, ...]) -> None:
         resolve_precision(cfg.training.precision)
     if "evaluate" in stages and cfg.evaluation.bertscore_model:
         metrics.resolve_bertscore_model(cfg.evaluation.bertscore_model)
+    if "evaluate" in stages and cfg.evaluation.extra_metrics:  # an uncached or broken module: now, not after training
+        metrics.load_extra_metrics(cfg.evaluation.extra_metrics)
 
 
 def run_stages(cfg: RunConfig, stages: tuple[str, ...], *args, run_dir: Path | None = None, **kwargs) -> int:

@@ -217,8 +217,8 @@ def load_module(spec: str, **init_kwargs):
         )
     try:
         return evaluate.load(os.path.expanduser(spec) if kind == "local" else spec, keep_in_memory=True, **init_kwargs)
-    except (FileNotFoundError, ConnectionError, ImportError) as e:
-        raise ConfigError(f"{key}: {spec!r}: evaluate cannot load it: {e}") from None
+    except (FileNotFoundError, ConnectionError, ImportError, SyntaxError) as e:
+        raise ConfigError(f"{key}: {spec!r}: evaluate cannot load it: {type(e).__name__}: {e}") from None
 
 
 def prefetch_hint(sweep: str = "<sweep>") -> str:
