@@ -795,7 +795,10 @@ def load_sweep(args: argparse.Namespace) -> Sweep:
     config = load_yaml(args.config)
     if not isinstance(config, dict):
         raise ConfigError(f"{args.config}: expected a mapping with a 'sweeps' section")
-    return load_sweeps(config, only=[args.sweep], results_dir=args.results)[args.sweep]
+    sweep = load_sweeps(config, only=[args.sweep], results_dir=args.results)[args.sweep]
+    if not os.path.isdir(args.results):  # a mistyped folder is not a sweep whose runs are all missing
+        raise ConfigError(f"--results: {args.results}: no such folder (the folder holding the run folders)")
+    return sweep
 
 
 def sort_metric(args: argparse.Namespace, sweep: Sweep) -> str:

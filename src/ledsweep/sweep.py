@@ -353,7 +353,9 @@ def load_sweeps(config: dict, only: list[str] | None = None, results_dir: str = 
     names = only if only is not None else list(sweeps_spec)
     missing = [n for n in names if n not in sweeps_spec]
     if missing:
-        raise SweepError(f"sweeps: no sweep named {missing}; defined: {list(sweeps_spec)}")
+        raise SweepError(
+            f"sweeps: no sweep named {', '.join(map(repr, missing))}; defined: {', '.join(map(repr, sweeps_spec))}"
+        )
     out, owner, cache = {}, {}, {}
     for name in names:
         sweep = expand_sweep(name, sweeps_spec[name], results_dir, cache)
