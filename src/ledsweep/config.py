@@ -351,6 +351,10 @@ def schema_error_message(err: Any) -> str:
         return f"{key}: {err.instance!r} does not match {err.validator_value}"
     if validator == "required":
         return f"{key}: {err.message}"
+    if validator in ("anyOf", "oneOf") and all(set(b) == {"required"} for b in err.validator_value):
+        alternatives = " or ".join("+".join(f"'{k}'" for k in b["required"]) for b in err.validator_value)
+        has = ", ".join(map(repr, err.instance)) if isinstance(err.instance, dict) else _describe(err.instance)
+        return f"{key}: needs {alternatives}; it has {has}"  # not the schema's dump of the whole mapping
     return f"{key}: {err.message}"
 
 
