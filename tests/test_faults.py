@@ -97,6 +97,21 @@ def test_disk_full_fails_clearly_and_keeps_finished_runs(small_disk, tmp_path):
     assert tree_hashes(done) == before, "a finished run changed"
 
 
+def test_disk_full_while_preparing_data_says_so(small_disk, tmp_path):
+    """issue 21: a full disk while preparing data was reported as `data.train_file: cannot read ...`."""
+    from ledsweep.config import ConfigError, load_config
+    from ledsweep.prepare import ensure_prepared
+
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"\0" * max(free - 100_000, 0))  # ~100 kB left: not enough for the Arrow cache
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path / "results"))
+    with pytest.raises(OSError, match="No space left on device while preparing data.train_file in") as err:
+        ensure_prepared(cfg, small_disk / "prepared", num_proc=1)
+    assert not isinstance(err.value, ConfigError)
+    assert not [p for p in (small_disk / "prepared").glob("*") if not p.name.startswith(".")]
+
+
 def test_concurrent_runs_and_polling_aggregate_stay_consistent(tmp_path):
     """8 runs write into one results folder while scripts/aggregate.py polls it."""
     seeds = list(range(1, 9))

@@ -72,7 +72,20 @@ def _load_split(spec: dict, split: str, cache_dir: Path):
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - datasets and pyarrow raise many types
+        if full := _disk_full(e):  # writing the Arrow cache failed: not the data's fault (issue 21)
+            raise OSError(full.errno, f"{full.strerror} while preparing {key} in {cache_dir}") from e
         raise ConfigError(f"{key}: cannot read {files.get(split, spec['dataset_name'])}: {_one_line(e)}") from None
+
+
+def _disk_full(e: BaseException | None) -> OSError | None:
+    """The out-of-space error (ENOSPC, EDQUOT) in an exception's chain, if any."""
+    import errno
+
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _one_line(e: BaseException) -> str:
