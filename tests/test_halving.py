@@ -33,6 +33,7 @@ SWEEP = {
                 "training.eval_steps": 1000,
                 "training.logging_steps": 10,
                 "training.save_total_limit": 1,  # resume/ keeps one checkpoint: rung checkpoints must survive
+                "evaluation.bertscore_model": None,  # ROUGE and loss suffice here
                 "data.max_source_length": 128,
             },
             "sample": {
