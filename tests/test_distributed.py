@@ -211,3 +211,15 @@ def test_resume_on_another_layout_is_refused_unless_asked(tmp_path, monkeypatch,
     monkeypatch.setenv(ALLOW_LAYOUT_CHANGE, "1")
     check_resume_layout(run, two)
     assert "resumes on another layout, as asked" in caplog.text
+
+
+def test_uneven_epochs_are_named_at_start():
+    """issue 21.4: 3 processes x batch 5 on 64 examples matched 1 process x accumulation 3 only until the first
+    epoch edge. When it holds (full global batches every epoch) and when not, said at the start of training."""
+    layout = {"world_size": 3, "per_device_train_batch_size": 5}
+    why = distributed.uneven_epoch(64, layout)
+    assert why and "64 training examples are not a multiple of 3 processes x batch 5" in why
+    assert "1 process x accumulation 3" in why
+    assert distributed.uneven_epoch(60, layout) is None  # 4 full global batches of 15 per epoch
+    assert distributed.uneven_epoch(64, {**layout, "world_size": 1}) is None  # one process: nothing to match
+    assert distributed.uneven_epoch(64, {"world_size": 2, "per_device_train_batch_size": 4}) is None

@@ -552,6 +552,8 @@ def train(
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
     for cb in (step_losses, StepLog(), on_signal, MarkComplete()):
         trainer.add_callback(cb)
+    if distributed.is_main() and (why := distributed.uneven_epoch(len(train_ds), layout)):
+        log.warning("run %s: %s", cfg.run_name, why)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "run %s: %s, %.2fM parameters, %d train examples (prepared data %s), precision %s, %d threads%s%s",
