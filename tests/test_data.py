@@ -364,6 +364,25 @@ def test_damaged_prepared_data_is_prepared_again_or_named(tmp_path, caplog):
     assert len(load_prepared(path, "train")["input_ids"]) == 64
 
 
+def test_data_change_names_only_the_changed_files(tmp_path, caplog):
+    """issue 21: the workflow's restart on changed data named every data file as changed (its trained/meta.json,
+    a train job's output, is removed before the job runs). Each attempt records what it trained on."""
+    from ledsweep.runfolder import RunFolder, write_json
+    from ledsweep.train import DataChanged, check_resume_data
+
+    run = RunFolder(tmp_path / "run")
+    run.resume.mkdir(parents=True)
+    attempt = {"data_fingerprint": "old", "data_sha256": {"a.jsonl": "1", "b.jsonl": "2"}, "tokenizer_sha256": "t"}
+    write_json(run.attempts, [attempt])
+    files = {"train": {"path": "a.jsonl", "sha256": "9"}, "test": {"path": "b.jsonl", "sha256": "2"}}
+    manifest = {"fingerprint": "new", "tokenizer_sha256": "t", "data_files": files}
+    with pytest.raises(DataChanged, match=rf"{run.path}: a.jsonl changed since this run started"):
+        check_resume_data(run, manifest, restart_on_change=False)
+    check_resume_data(run, manifest, restart_on_change=True)  # no meta.json, as in a workflow train job
+    assert "a.jsonl changed since run started: discarding its resume state" in caplog.text
+    assert "b.jsonl" not in caplog.text and not run.resume.exists()
+
+
 def test_prepare_errors_name_the_key(tmp_path):
     from ledsweep.prepare import prepare_data
 

@@ -96,7 +96,9 @@ def _check_dimension(where: str, value: Any) -> tuple[str, Any]:
     if not isinstance(arg, list) or len(arg) != 2 or not all(map(_is_number, arg)) or not arg[0] < arg[1]:
         raise SearchError(f"{where}.{kind}: expected [low, high] with low < high, got {arg!r}")
     if kind == "int" and not all(map(_is_int, arg)):
-        raise SearchError(f"{where}.int: expected whole-number bounds, got {arg!r}")
+        whole = all(float(x).is_integer() for x in arg)  # [1.0, 4.0]: YAML floats, whole numbers all the same
+        hint = f" (write {[int(x) for x in arg]})" if whole else ""
+        raise SearchError(f"{where}.int: expected integer bounds, got {arg!r}{hint}")
     if kind == "loguniform" and arg[0] <= 0:
         raise SearchError(f"{where}.loguniform: bounds must be > 0, got {arg!r}")
     return kind, list(arg)

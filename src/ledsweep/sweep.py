@@ -246,7 +246,8 @@ def _check_point_name(sweep: Sweep, rname: str, overrides: dict) -> None:
     if rname in sweep.runs:
         raise SweepError(
             f"sweep '{sweep.name}': two grid points map to the run name '{rname}' "
-            f"({sweep.runs[rname].overrides} and {overrides}); make the values distinct"
+            f"({sweep.runs[rname].overrides} and {overrides}): a run name keeps only the letters, digits, '.' "
+            f"and '-' of each value, where these agree; make the values differ there"
         )
 
 

@@ -236,6 +236,8 @@ def _attempts(
             "start_time": now_iso(),
             "train_config_sha256": train_config_sha256(cfg),
             "data_fingerprint": manifest["fingerprint"],
+            "data_sha256": {f["path"]: f["sha256"] for f in manifest["data_files"].values()},
+            "tokenizer_sha256": manifest["tokenizer_sha256"],
             "slurm_job_id": provenance.slurm_job_id(),
             "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
             "layout": {k: (layout or {}).get(k) for k in (*LAYOUT_KEYS, "effective_batch_size")},
@@ -293,7 +295,12 @@ def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -
     first = next((a.get("data_fingerprint") for a in attempts if a.get("data_fingerprint")), None)
     if first is None or first == manifest["fingerprint"] or not run.resume.is_dir():
         return
-    what = data_changes(run.read_json(run.meta, default={}), manifest)
+    # what the first attempt trained on: its own record (the workflow's meta.json is gone by now: Snakemake
+    # removes a train job's outputs before it runs, and every file read as changed), else meta.json's
+    recorded = next((a for a in attempts if a.get("data_sha256")), None)
+    if recorded:
+        recorded = {**recorded, "prepared_data": {"tokenizer_sha256": recorded.get("tokenizer_sha256")}}
+    what = data_changes(recorded or run.read_json(run.meta, default={}), manifest)
     if not restart_on_change:
         raise DataChanged(
             f"{run.path}: {what} changed since this run started (its resume checkpoints were trained on the old "
