@@ -51,6 +51,19 @@ def metrics(**values) -> dict:
 META = {"device": "cuda", "git_commit": "abc123", "slurm_job_ids": [11, 12], "resumes": 1}
 
 
+def hold(run_dir: Path, pid: int | None = None, host: str | None = None) -> None:
+    """The run's lock file as a holder writes it (RunLock.acquire): this process unless told otherwise."""
+    import socket
+
+    info = {
+        "host": host or socket.gethostname(),
+        "pid": pid or os.getpid(),
+        "since": "2026-12-06T00:00:00",
+        "what": "train",
+    }
+    (run_dir / ".lock").write_text(json.dumps(info) + "\n")
+
+
 def write_run(results: Path, name: str, status: str, sweep=None, config: dict | None = None, **metric_values) -> Path:
     """A synthetic run folder in the given state; its config.yaml is the sweep's config for the run (or
     `config`), written as the workflow writes it, and meta.json records its config_sha256."""
@@ -58,8 +71,10 @@ def write_run(results: Path, name: str, status: str, sweep=None, config: dict | 
     d.mkdir(parents=True, exist_ok=True)
     config = config or (sweep.runs[name].config if sweep else {"run_name": name, "seed": 1})
     (d / "config.yaml").write_text(dump_yaml(config))
-    if status in ("running", "failed", "completed"):
+    if status in ("running", "incomplete", "failed", "completed"):
         (d / "meta.json").write_text(json.dumps({**META, "config_sha256": config_sha256(config)}))
+    if status == "running":  # a live process holds the run (this one, as its lock file says)
+        hold(d)
     if status == "failed":
         (d / "failure.json").write_text(json.dumps({"status": "failed", "stage": "train", "reason": "OOM: boom"}))
     if status == "completed":
@@ -154,6 +169,7 @@ def test_run_being_trained_by_the_workflow_is_running(tmp_path):
     results = tmp_path / "results"
     training, retrying, failed = list(sweep.runs)
     write_trained_meta(write_run(results, training, "pending", sweep))
+    hold(results / training)  # the train job holds the run folder's lock
     assert agg.run_status(results / training) == ("running", None)
 
     for name in (retrying, failed):
@@ -199,7 +215,7 @@ def test_never_crashes_while_runs_change(tmp_path):
             rows = agg.collect(results, sweep)
             assert len(rows) == 8
             for row in rows:
-                assert row["status"] in ("completed", "failed", "running", "pending", "missing")
+                assert row["status"] in ("completed", "failed", "running", "incomplete", "pending", "missing")
                 assert (row["rougeL"] is not None) == (row["status"] == "completed")
     finally:
         stop.set()
@@ -248,6 +264,7 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
         "corrupt": 0,
         "failed": 1,
         "running": 0,
+        "incomplete": 0,
         "pending": 0,
         "missing": 2,
     }
@@ -871,3 +888,21 @@ def test_format_cell():
     assert agg.format_cell("training.learning_rate", 1e-05) == "1e-05"  # swept values: full precision
     assert agg.format_cell("runtime_seconds", 12.5) == "12.5000" and agg.format_cell("rougeL", None) == ""
     assert agg.format_cell("reason", "x" * 100, width=10) == "xxxxxxx..."
+
+
+def test_started_runs_that_nothing_holds_are_incomplete(tmp_path):
+    """issue 21: tables said `running` for runs that nothing runs (meta.json, no summary.json, no lock held),
+    also after Snakemake had exited. Running needs a holder of the run's lock: a live process on this host, or
+    one on another host (whose process cannot be seen from here)."""
+    d = write_run(tmp_path, "a", "incomplete")
+    reason = "no process holds the run: interrupted, or waiting for its next job"
+    assert agg.run_status(d) == ("incomplete", reason)
+    (d / ".lock").write_text("")  # released by its last holder
+    assert agg.run_status(d) == ("incomplete", reason)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    hold(d, pid=int(dead.stdout))  # killed -9 while holding it: the file still names it
+    assert agg.run_status(d) == ("incomplete", reason)
+    hold(d, host="gpu-node-07")  # a Slurm job on another node
+    assert agg.run_status(d) == ("running", None)
+    hold(d)
+    assert agg.run_status(d) == ("running", None)

@@ -9,8 +9,9 @@ rung: valid summary.json of the step it reached; `rung` and `steps` columns say 
 longer hashes to the config_sha256 that meta.json recorded when it trained), `corrupt` (a file that
 should parse does not), `failed` (failure.json, a metric that is NaN or infinite, or the preparation of
 its data failed: `<results>/prepared/<key>.failure.json`, see ledsweep.data.failure_path), `running`
-(meta.json, or trained/meta.json while the workflow trains it), `pending` (folder only) or `missing` (no
-folder). Only `completed` runs count in by-config statistics and for "best". The config columns of a run
+(meta.json, or trained/meta.json while the workflow trains it, and a process holds the run's lock),
+`incomplete` (the same, but no process holds it: interrupted, or waiting for its next workflow job),
+`pending` (folder only) or `missing` (no folder). Only `completed` runs count in by-config statistics and for "best". The config columns of a run
 with a summary come from its own config.yaml (what it recorded), not from the sweep as it is defined now.
 Data files are not hashed here: they are inputs of the workflow's prepare_data rule, so a changed file
 re-prepares, retrains and re-evaluates the runs that use it.
@@ -42,10 +43,10 @@ from typing import Any
 from . import metrics_registry as registry
 from .config import IDENTITY_KEYS, config_sha256
 from .data import MANIFEST, PREPARED_DIRNAME, data_key, data_keys, data_spec, failure_path
-from .runfolder import atomic_write_text
+from .runfolder import atomic_write_text, lock_holder
 from .sweep import Sweep
 
-STATUSES = ("completed", "stopped", "modified", "corrupt", "failed", "running", "pending", "missing")
+STATUSES = ("completed", "stopped", "modified", "corrupt", "failed", "running", "incomplete", "pending", "missing")
 PROVENANCE = ("runtime_seconds", "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes")
 STAT_SUFFIXES = ("mean", "std", "ci95")
 
@@ -161,7 +162,15 @@ def _inspect(run_dir: str, names: tuple[str, ...]) -> tuple:
             if meta is not None and _newer(run_dir, meta_name, "failure.json"):
                 return "running", f"retrying after: {reason}", None, meta, None  # a new attempt rewrote meta.json
             return "failed", reason, None, meta, None
-        if meta is not None:
+        if meta is not None:  # started, not finished: running only while a process holds the run (issue 21)
+            if lock_holder(run_dir) is None:
+                return (
+                    "incomplete",
+                    "no process holds the run: interrupted, or waiting for its next job",
+                    None,
+                    meta,
+                    None,
+                )
             return "running", None, None, meta, None
     except _Bad as e:
         return "corrupt", str(e), None, None, None  # no metrics: only completed runs are compared

@@ -278,6 +278,16 @@ class RunLock:
         self.release()
 
 
+def lock_holder(run_dir: str | Path) -> dict | None:
+    """Who holds a run folder's lock now, as its lock file says (read only: a probe with flock would make a
+    writer that tries at that moment fail), or None: no file, released (empty), or a holder on this host whose
+    process is gone. A holder on another host counts as holding it (its process cannot be seen from here)."""
+    holder = RunLock(run_dir).holder()
+    if not isinstance(holder, dict) or not holder.get("pid") or RunLock._holder_gone(holder):
+        return None
+    return holder
+
+
 def check_run_location(run_dir: str | Path) -> None:
     """Refuse a run folder that cannot be made or would sit inside another run (RunFolderError naming
     output_dir): a file where a folder must be, an unwritable parent, a run folder among its parents."""
