@@ -7,11 +7,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# pytest-xdist workers: tests sharing a sweep stay on one worker (tests/conftest.py, GROUP_BY_FIXTURE). The slow
-# tier takes a third: with two, its Slurm and Snakemake waits left the 2 cores idle a third of the time
-JOBS      ?= 2
-SLOW_JOBS ?= 3
-PYTEST    := $(BIN)/coverage run -m pytest --dist loadgroup
+# pytest-xdist workers: tests sharing a sweep stay on one worker (tests/conftest.py, GROUP_BY_FIXTURE). On 2 cores,
+# 3 workers made the slow tier slower (22.2 vs 21.8 min): its sweeps then compete for the cores
+JOBS   ?= 2
+PYTEST := $(BIN)/coverage run -m pytest -n $(JOBS) --dist loadgroup
 
 .PHONY: setup demo test test-all lint clean
 
@@ -28,13 +27,13 @@ demo: setup
 
 test: setup
 	rm -f .coverage .coverage.* .coverage-fast*
-	COVERAGE_FILE=.coverage-fast $(PYTEST) -n $(JOBS) -m "not slow"
+	COVERAGE_FILE=.coverage-fast $(PYTEST) -m "not slow"
 	$(BIN)/python tests/coverage_tiers.py --fast .coverage-fast
 
 test-all: setup
 	rm -f .coverage .coverage.* .coverage-fast* .coverage-slow*
-	COVERAGE_FILE=.coverage-fast $(PYTEST) -n $(JOBS) -m "not slow"
-	COVERAGE_FILE=.coverage-slow $(PYTEST) -n $(SLOW_JOBS) -m slow
+	COVERAGE_FILE=.coverage-fast $(PYTEST) -m "not slow"
+	COVERAGE_FILE=.coverage-slow $(PYTEST) -m slow
 	$(BIN)/python tests/coverage_tiers.py --fast .coverage-fast --slow .coverage-slow --check
 
 lint: setup

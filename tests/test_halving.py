@@ -179,33 +179,27 @@ def test_compare_and_plots_show_the_rung(halving_sweep, monkeypatch):
     assert plot_loss_curves("results", sweep, work / "c.png", rows=rows).stat().st_size
 
 
-def test_rung_checkpoints_survive_and_a_lowered_keep_stops_runs_at_their_rung(halving_sweep, tmp_path):
+def test_rung_checkpoints_survive_rotation_and_a_later_stop_uses_them(halving_sweep, tmp_path):
     """issue 21.10: lowering halving.keep after a sweep stops runs that had gone on, whose rung checkpoint
     save_total_limit had rotated away in resume/; the table then disagreed with rung1.json. The rung's
-    checkpoint is kept apart (resume/rungs/): a stopped run gets the rung's own weights, the table its rung.
-    (issue 21.8: every rung job of the sweep was killed just after its rung checkpoint, so the record of each
-    rung's training, meta-20.json, comes from the rerun.)"""
-    work = copy_tree(halving_sweep[0], tmp_path / "w")
-    before = json.loads((work / "results/sweeps/hs/halving/rung1.json").read_text())["kept"]
-    for run in before:  # trained on to 60 with one resume checkpoint: checkpoint-20 rotated away there
-        resume = work / "results" / run / "trained" / "resume"
-        assert not (resume / "checkpoint-20").exists() and (resume / "rungs/checkpoint-20/model.safetensors").is_file()
-    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    config["sweeps"]["hs"]["halving"]["keep"] = 0.25
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = snakemake(work, *LOCAL, targets=[TARGET], timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    assert "train_rung" not in jobs_run(proc.stdout)  # the rung results stand
-    kept = json.loads((work / "results/sweeps/hs/halving/rung1.json").read_text())["kept"]
-    assert len(kept) == 2 and set(kept) < set(before)
-    with open(work / TARGET, newline="") as f:
-        rows = {r["run_name"]: r for r in csv.DictReader(f)}
-    for run in set(before) - set(kept):  # went on to 60 before, stopped at 20 now, with the rung's weights
-        meta = json.loads((work / "results" / run / "meta.json").read_text())
-        assert (rows[run]["status"], rows[run]["rung"], rows[run]["steps"], meta["global_step"]) == (
-            "stopped", "1", "20", 20
-        ), run  # fmt: skip
-        rung = work / "results" / run / "trained/resume/rungs/checkpoint-20/model.safetensors"
-        assert sha256_file(work / "results" / run / "checkpoint/model.safetensors") == sha256_file(rung)
+    checkpoint is kept apart (resume/rungs/): stopping a run that went on to 60 at its rung (what the train job
+    does for a run the new decision stops: `finish_stopped`) gives it the rung's own weights and record.
+    (issue 21.8: every rung job of the sweep was killed just after its rung checkpoint, so each rung's record,
+    meta-20.json, comes from the rerun.)"""
+    from ledsweep.halving import finish_stopped
+    from ledsweep.runfolder import RunFolder
+
+    work = halving_sweep[0]
+    decision = json.loads((work / "results/sweeps/hs/halving/rung1.json").read_text())
     for run in RUNS:
         assert (work / "results" / run / "trained/resume/meta-20.json").is_file()
+    run = decision["kept"][0]  # went on to 60 with one resume checkpoint: checkpoint-20 rotated away there
+    resume = work / "results" / run / "trained" / "resume"
+    assert not (resume / "checkpoint-20").exists() and (resume / "rungs/checkpoint-20/model.safetensors").is_file()
+    trained = RunFolder(copy_tree(work / "results" / run / "trained", tmp_path / run / "trained"))
+    finish_stopped(trained, {"status": "stopped", "rung": 1, "step": 20, "decision": "lowered keep"})
+    meta = json.loads(trained.meta.read_text())
+    assert meta["global_step"] == 20 and meta["halving"]["rung"] == 1
+    rung = trained.resume / "rungs/checkpoint-20/model.safetensors"
+    assert sha256_file(trained.checkpoint / "model.safetensors") == sha256_file(rung)
+    assert [json.loads(line)["step"] for line in trained.step_losses.read_text().splitlines()] == list(range(1, 21))

@@ -805,8 +805,8 @@ def load_sweep(args: argparse.Namespace) -> Sweep:
     if not isinstance(config, dict):
         raise ConfigError(f"{args.config}: expected a mapping with a 'sweeps' section")
     sweep = load_sweeps(config, only=[args.sweep], results_dir=args.results)[args.sweep]
-    if not os.path.isdir(args.results):  # a mistyped folder is not a sweep whose runs are all missing
-        raise ConfigError(f"--results: {args.results}: no such folder (the folder holding the run folders)")
+    if not os.path.isdir(args.results):  # mistyped, or no run has started yet: the table says missing, this says why
+        print(f"warning: --results: {args.results}: no such folder (yet): every run is missing", file=sys.stderr)
     return sweep
 
 
