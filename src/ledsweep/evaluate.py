@@ -14,7 +14,7 @@ from . import faults, metrics, metrics_registry
 from . import model as model_mod
 from .config import ConfigError, RunConfig, config_sha256, train_config_sha256
 from .runfolder import RunFolder, atomic_write_text, now_iso, write_json
-from .train import data_changes, set_threads
+from .train import recorded_data_changes, set_threads
 
 log = logging.getLogger("ledsweep")
 
@@ -70,7 +70,7 @@ def check_trained_data(meta: dict, manifest: dict, run: RunFolder) -> None:
     recorded = (meta.get("prepared_data") or {}).get("fingerprint")
     if recorded and recorded != manifest["fingerprint"]:
         raise ConfigError(
-            f"{run.path}: {data_changes(meta, manifest)} changed since its checkpoint was trained; evaluate it on "
+            f"{run.path}: {recorded_data_changes(meta, manifest)} changed since its checkpoint was trained; evaluate it on "
             f"the data it was trained on (restore it), or retrain the run"
         )
 

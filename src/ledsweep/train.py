@@ -224,6 +224,7 @@ class DataChanged(ConfigError):
 
 
 LAYOUT_KEYS = ("world_size", "num_nodes", "per_device_train_batch_size", "gradient_accumulation_steps")
+LAYOUT_RECORD = (*LAYOUT_KEYS, "effective_batch_size")  # what each attempt records of its layout
 ALLOW_LAYOUT_CHANGE = "LEDSWEEP_ALLOW_LAYOUT_CHANGE"  # =1: resume on another process layout (--allow-layout-change)
 
 
@@ -236,27 +237,35 @@ def _attempts(
             "start_time": now_iso(),
             "train_config_sha256": train_config_sha256(cfg),
             "data_fingerprint": manifest["fingerprint"],
-            "data_sha256": {f["path"]: f["sha256"] for f in manifest["data_files"].values()},
+            "data_sha256": data_hashes(manifest),
             "tokenizer_sha256": manifest["tokenizer_sha256"],
             "slurm_job_id": provenance.slurm_job_id(),
             "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
-            "layout": {k: (layout or {}).get(k) for k in (*LAYOUT_KEYS, "effective_batch_size")},
+            "layout": {k: (layout or {}).get(k) for k in LAYOUT_RECORD},
         }
     )
     write_json(run.attempts, attempts)
     return attempts
 
 
-def data_changes(meta: dict, manifest: dict) -> str:
-    """What differs between the data a run recorded in meta.json and the prepared data `manifest` describes:
-    'data/train.jsonl and the tokenizer' (the files whose sha256 moved, then the tokenizer)."""
-    recorded = meta.get("data_sha256") or {}
-    now = {f["path"]: f["sha256"] for f in manifest["data_files"].values()}
+def data_hashes(manifest: dict) -> dict[str, str]:
+    """data file path -> sha256, as the prepared data's manifest recorded them when it was prepared."""
+    return {f["path"]: f["sha256"] for f in manifest["data_files"].values()}
+
+
+def data_changes(data_sha256: dict | None, tokenizer_sha256: str | None, manifest: dict) -> str:
+    """What differs between the data a run recorded (`data_sha256`, `tokenizer_sha256`) and the prepared data
+    `manifest` describes: 'data/train.jsonl and the tokenizer' (the files whose sha256 moved, then the tokenizer)."""
+    recorded, now = data_sha256 or {}, data_hashes(manifest)
     changed = [p for p in sorted(set(recorded) | set(now)) if recorded.get(p) != now.get(p)]
-    prepared = meta.get("prepared_data") or {}
-    if prepared.get("tokenizer_sha256") and prepared["tokenizer_sha256"] != manifest["tokenizer_sha256"]:
+    if tokenizer_sha256 and tokenizer_sha256 != manifest["tokenizer_sha256"]:
         changed.append("the tokenizer")
     return " and ".join(changed) or "the prepared data"
+
+
+def recorded_data_changes(meta: dict, manifest: dict) -> str:
+    """`data_changes` against what meta.json recorded of the run's data."""
+    return data_changes(meta.get("data_sha256"), (meta.get("prepared_data") or {}).get("tokenizer_sha256"), manifest)
 
 
 def check_resume_layout(run: RunFolder, layout: dict) -> None:
@@ -267,7 +276,7 @@ def check_resume_layout(run: RunFolder, layout: dict) -> None:
     previous = [a["layout"] for a in run.read_json(run.attempts, default=[]) if a.get("layout")]
     if not previous:
         return
-    was, now = previous[-1], {k: layout.get(k) for k in (*LAYOUT_KEYS, "effective_batch_size")}
+    was, now = previous[-1], {k: layout.get(k) for k in LAYOUT_RECORD}
     if all(was.get(k) == now[k] for k in LAYOUT_KEYS):
         return
 
@@ -297,10 +306,11 @@ def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -
         return
     # what the first attempt trained on: its own record (the workflow's meta.json is gone by now: Snakemake
     # removes a train job's outputs before it runs, and every file read as changed), else meta.json's
-    recorded = next((a for a in attempts if a.get("data_sha256")), None)
-    if recorded:
-        recorded = {**recorded, "prepared_data": {"tokenizer_sha256": recorded.get("tokenizer_sha256")}}
-    what = data_changes(recorded or run.read_json(run.meta, default={}), manifest)
+    first_record = next((a for a in attempts if a.get("data_sha256")), None)
+    if first_record:
+        what = data_changes(first_record["data_sha256"], first_record.get("tokenizer_sha256"), manifest)
+    else:
+        what = recorded_data_changes(run.read_json(run.meta, default={}), manifest)
     if not restart_on_change:
         raise DataChanged(
             f"{run.path}: {what} changed since this run started (its resume checkpoints were trained on the old "
@@ -330,7 +340,7 @@ def _meta(
         "config_sha256": config_sha256(cfg) if decoding else None,
         "train_config_sha256": train_config_sha256(cfg),
         "data_files": {split: f["path"] for split, f in files.items()},
-        "data_sha256": {f["path"]: f["sha256"] for f in files.values()},  # hashed once, when prepared
+        "data_sha256": data_hashes(manifest),  # hashed once, when prepared
         "prepared_data": {
             "key": manifest["key"],
             "fingerprint": manifest["fingerprint"],
