@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ledsweep import metrics
+from ledsweep import metric_sources, metrics
 
 FULL = {"pairs": 1000, "words": 250}
 DRY = {"pairs": 20, "words": 40}  # --dry-run
@@ -154,7 +154,7 @@ def main() -> int:
 
     score = metrics.rouge_per_example
     if args.via_module:  # `import evaluate` and the module load (5-10 s) are outside the timings too
-        module = metrics.import_evaluate().load(metrics.module_path("rouge"))
+        module = metric_sources.import_evaluate().load(metrics.module_path("rouge"))
 
         def score(preds, refs, workers):
             got = module.compute(predictions=preds, references=refs, workers=workers)

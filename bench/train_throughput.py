@@ -16,7 +16,7 @@ alternate the order of the sides (ABBA) because the machine is shared and noisy.
 Prepared data: before any run, the config's data is prepared once (`ledsweep.prepare.
 ensure_prepared`, as `train_baseline.py` does it: tokenizer + tokenized splits) into a temporary
 folder, and every run of both sides reads that one folder: the Trainer's train split (ledsweep,
-through `--prepared-dir`) and the bare loop's examples (`ledsweep.train.load_prepared`) are the
+through `--prepared-dir`) and the bare loop's examples (`ledsweep.data.load_prepared`) are the
 same rows of the same Arrow files. Its time is printed on its own and is in no side's figures.
 
 ledsweep: what `scripts/train_baseline.py --config <config with training.max_steps = --steps>
@@ -88,8 +88,9 @@ def bare_main(cfg_path: str, steps: int, threads: int | None, prepared: str, out
 
     from ledsweep import model as model_mod
     from ledsweep.config import SCRATCH, load_config
-    from ledsweep.data import data_key, data_spec, read_manifest
-    from ledsweep.train import collator, load_prepared, load_tokenizer, set_threads
+    from ledsweep.data import data_key, data_spec, load_prepared, load_tokenizer, read_manifest
+    from ledsweep.model import set_threads
+    from ledsweep.train import collator
 
     cfg = load_config(cfg_path)
     t = cfg.training
@@ -204,6 +205,8 @@ def ledsweep_main(argv: list[str], times_out: str) -> int:
     """`scripts/train_baseline.py <argv>`, plus one callback, added last, that only reads the clock:
     per-step times (from one step's end, or the end of its evaluation/checkpoint, to the next step's
     end), evaluation and checkpoint-save seconds."""
+    import inspect
+
     from transformers import TrainerCallback
 
     from ledsweep import cli
@@ -233,7 +236,9 @@ def ledsweep_main(argv: list[str], times_out: str) -> int:
                 json.dumps({"step_seconds": self.steps, "eval_seconds": self.eval, "save_seconds": self.save})
             )
 
-    # a --ref-src revision from before the name was public calls it _trainer_class
+    if "callbacks" in inspect.signature(cli.train_main).parameters:
+        return cli.train_main(argv, callbacks=(Clock(),))
+    # a --ref-src revision from before the public hook: the callback through a Trainer subclass
     name = "trainer_class" if hasattr(train_mod, "trainer_class") else "_trainer_class"
     make_class = getattr(train_mod, name)
 

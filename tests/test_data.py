@@ -35,8 +35,8 @@ def test_prepared_splits_are_memory_mapped_arrow_with_exact_tokens(tmp_path):
     from datasets import Dataset
     from transformers import AutoTokenizer
 
+    from ledsweep.data import load_prepared
     from ledsweep.prepare import ensure_prepared
-    from ledsweep.train import load_prepared
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path / "results"))
     path, manifest = ensure_prepared(cfg, tmp_path / "prepared", num_proc=1)
@@ -61,8 +61,8 @@ def test_prepared_splits_are_memory_mapped_arrow_with_exact_tokens(tmp_path):
 def test_csv_and_parquet_give_the_same_prepared_data_as_jsonl(tmp_path):
     import pandas as pd
 
+    from ledsweep.data import load_prepared
     from ledsweep.prepare import ensure_prepared
-    from ledsweep.train import load_prepared
 
     got = {}
     for fmt in ("jsonl", "csv", "parquet"):
@@ -347,9 +347,8 @@ def test_damaged_prepared_data_is_prepared_again_or_named(tmp_path, caplog):
     """issue 21.9: a truncated Arrow file in a prepared folder was reused, and every rerun failed in pyarrow
     naming no folder. The manifest records each file's size: a reuse prepares a damaged folder again, and a
     job handed one (the workflow's train and evaluate) refuses it naming the folder and the fix."""
-    from ledsweep.data import check_prepared, prepared_damage, read_manifest
+    from ledsweep.data import check_prepared, load_prepared, prepared_damage, read_manifest
     from ledsweep.prepare import ensure_prepared
-    from ledsweep.train import load_prepared
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path / "results"))
     path, manifest = ensure_prepared(cfg, tmp_path / "prepared", num_proc=1)
@@ -367,8 +366,8 @@ def test_damaged_prepared_data_is_prepared_again_or_named(tmp_path, caplog):
 def test_data_change_names_only_the_changed_files(tmp_path, caplog):
     """issue 21: the workflow's restart on changed data named every data file as changed (its trained/meta.json,
     a train job's output, is removed before the job runs). Each attempt records what it trained on."""
+    from ledsweep.resume import DataChanged, check_resume_data
     from ledsweep.runfolder import RunFolder, write_json
-    from ledsweep.train import DataChanged, check_resume_data
 
     run = RunFolder(tmp_path / "run")
     run.resume.mkdir(parents=True)

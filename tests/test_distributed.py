@@ -89,7 +89,7 @@ def test_launch_commands():
     one = distributed.launch_command(distributed.Layout(1, 4), spec, python="py")
     assert one == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"] + [
         "-m",
-        "ledsweep.distributed",
+        "ledsweep.worker",
         str(spec),
     ]
     two = distributed.launch_command(distributed.Layout(2, 4), spec, "1234", "gpu07", python="py")
@@ -194,8 +194,8 @@ def test_resume_on_another_layout_is_refused_unless_asked(tmp_path, monkeypatch,
     """issue 21.3: a 1-process run resumed under torchrun with 2 trained on with twice the batch, and meta.json
     said world size 2 for the whole run. Each attempt records its layout; another one is refused unless asked."""
     from ledsweep.config import ConfigError
+    from ledsweep.resume import ALLOW_LAYOUT_CHANGE, LAYOUT_KEYS, check_resume_layout
     from ledsweep.runfolder import RunFolder, write_json
-    from ledsweep.train import ALLOW_LAYOUT_CHANGE, LAYOUT_KEYS, check_resume_layout
 
     one = {"world_size": 1, "num_nodes": 1, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
     run = RunFolder(tmp_path / "run")

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 from conftest import PY, REPO, run_cli, summary_metrics, write_config
 
-from ledsweep import metrics, prefetch
+from ledsweep import metric_sources, metrics, prefetch
 from ledsweep.config import ConfigError, validate_dict
 
 WORD_OVERLAP = REPO / "tests" / "metric_modules" / "word_overlap"
@@ -38,7 +38,7 @@ def modules_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluate(modules_cache):
     """The `evaluate` library (imported once: 5-10 s), its module cache in `modules_cache`."""
-    evaluate = metrics.import_evaluate()
+    evaluate = metric_sources.import_evaluate()
     evaluate.config.HF_MODULES_CACHE = modules_cache  # in case another test module imported it first
     return evaluate
 
@@ -134,21 +134,24 @@ def test_extra_metrics_config_rules():
 
 
 def test_metric_source_follows_evaluate(modules_cache, tmp_path):
-    assert prefetch.metric_source(str(WORD_OVERLAP)) == ("local", str(WORD_OVERLAP / "word_overlap.py"))
+    assert metric_sources.metric_source(str(WORD_OVERLAP)) == ("local", str(WORD_OVERLAP / "word_overlap.py"))
     script = str(WORD_OVERLAP / "word_overlap.py")
-    assert prefetch.metric_source(script) == ("local", script)
-    assert prefetch.metric_source("meteor") == ("hub", None)
-    assert prefetch.metric_source("org/metric") == ("hub", None)
-    assert prefetch.metric_source(str(tmp_path / "nope"))[0] == "missing"
-    assert prefetch.metric_source("./nope.py") == ("missing", "./nope.py")
+    assert metric_sources.metric_source(script) == ("local", script)
+    assert metric_sources.metric_source("meteor") == ("hub", None)
+    assert metric_sources.metric_source("org/metric") == ("hub", None)
+    assert metric_sources.metric_source(str(tmp_path / "nope"))[0] == "missing"
+    assert metric_sources.metric_source("./nope.py") == ("missing", "./nope.py")
     # cached as evaluate 0.4.6 caches hub modules: <cache>/evaluate_modules/metrics/<ns>--<name>/<hash>/<name>.py
     cached = modules_cache / "evaluate_modules/metrics/evaluate-metric--meteor" / ("0" * 64) / "meteor.py"
     cached.parent.mkdir(parents=True)
     cached.write_text("")
-    assert prefetch.metric_source("meteor") == ("hub", str(cached))
-    assert prefetch.cached_metric_module("meteor") == cached and prefetch.cached_metric_module("sacrebleu") is None
+    assert metric_sources.metric_source("meteor") == ("hub", str(cached))
+    assert (
+        metric_sources.cached_metric_module("meteor") == cached
+        and metric_sources.cached_metric_module("sacrebleu") is None
+    )
     configs = [{"evaluation": {"extra_metrics": ["meteor", "sacrebleu", str(tmp_path / "nope")]}}]
-    assert list(prefetch.missing_metrics(configs)) == ["sacrebleu", str(tmp_path / "nope")]
+    assert list(metric_sources.missing_metrics(configs)) == ["sacrebleu", str(tmp_path / "nope")]
     cfg = _hub_free_config()
     cfg["evaluation"]["extra_metrics"] = configs[0]["evaluation"]["extra_metrics"]
     assert prefetch.hub_names([cfg])["metrics"] == ["meteor", "sacrebleu"]

@@ -22,7 +22,8 @@ from conftest import PY, REPO, TINY, run_cli, write_config
 
 from ledsweep import cli
 from ledsweep import config as C
-from ledsweep.cli import check_recorded_config, report_unexpected
+from ledsweep.errors import report_unexpected
+from ledsweep.run import check_recorded_config
 from ledsweep.runfolder import RunFolder, RunFolderError, RunLock, RunLocked, check_run_location
 from ledsweep.sweep import SweepError, format_value, load_sweeps
 

@@ -1,4 +1,5 @@
-"""The workflow passes `snakemake --lint` and `snakefmt --check` (as the Snakemake catalog expects)."""
+"""The workflow passes `snakemake --lint` and `snakefmt --check` (as the Snakemake catalog expects); the package
+keeps its shape (issue 23): layered imports, no Snakemake job object in the library, short modules."""
 
 import subprocess
 import sys
@@ -29,3 +30,25 @@ def test_ruff_check_and_format_are_clean():
     for args in (["check", "."], ["format", "--check", "."]):
         proc = subprocess.run([str(BIN / "ruff"), *args], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+def test_imports_read_bottom_up():
+    """The import-linter layers contract of pyproject.toml holds (no circles, nothing imports upward)."""
+    proc = subprocess.run([str(BIN / "lint-imports")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "0 broken" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_library_never_sees_snakemakes_job_object_and_modules_stay_short():
+    """A rule's script unpacks `snakemake` and passes plain values: nothing in src/ reads `snakemake.<attr>`.
+    No module of src/, workflow/scripts/, scripts/ is above 450 lines (ruff C901 bounds each function)."""
+    src = sorted((REPO / "src" / "ledsweep").glob("*.py"))
+    job_object = [
+        f"{p.name}:{i}"
+        for p in src
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "snakemake." in line and "snakemake.org" not in line
+    ]
+    assert not job_object, job_object
+    modules = src + sorted((REPO / "workflow" / "scripts").glob("*.py")) + sorted((REPO / "scripts").glob("*.py"))
+    long = {str(p.relative_to(REPO)): n for p in modules if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long

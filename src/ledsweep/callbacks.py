@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from . import distributed, faults
+from .errors import NonFiniteLoss
 from .runfolder import COMPLETE_MARKER, RunFolder, atomic_write_text, now_iso, read_jsonl
-from .train import NonFiniteLoss, slurm_deadline, stop_margin
 
 log = logging.getLogger("ledsweep")
 
@@ -148,3 +149,24 @@ class MarkComplete(TrainerCallback):
         if distributed.is_main():
             atomic_write_text(ckpt / COMPLETE_MARKER, now_iso() + "\n")
         faults.hit("after_save", state.global_step)
+
+
+def stop_margin() -> int:
+    """Seconds before the Slurm job's end time at which training checkpoints and stops itself."""
+    return int(os.environ.get("LEDSWEEP_STOP_BEFORE_END", "180"))
+
+
+def slurm_deadline() -> float | None:
+    """Epoch time at which to stop (job end time minus the margin), or None outside Slurm."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or stop_margin() <= 0:
+        return None
+    import datetime as dt
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=20)
+        end = dt.datetime.fromisoformat(out.stdout.strip()).timestamp()  # local time, like squeue
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None  # no squeue, unlimited or unknown end time
+    return end - stop_margin()

@@ -27,16 +27,14 @@ from typing import Any, Literal
 
 import yaml
 
+from .errors import ConfigError
+
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SCRATCH = "scratch"
 # config keys that name the run rather than describe the experiment
 IDENTITY_KEYS = ("run_name", "output_dir")
 # sections that only decoding and scoring read: a change to them re-evaluates, never retrains
 DECODING_SECTIONS = ("generation", "evaluation")
-
-
-class ConfigError(ValueError):
-    """An invalid config. The message names the file and key and says what was expected."""
 
 
 def option(default: Any, help: str, **schema: Any) -> Any:

@@ -29,6 +29,7 @@ SPLITS = ("train", "validation", "test")
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 SPEC_VERSION = 2  # bump when the prepared layout or the tokenization changes
 MANIFEST = "manifest.json"
+TOKENIZER_DIR = "tokenizer"  # in a prepared folder: the tokenizer every run of the data uses
 PREPARED_DIRNAME = "prepared"  # <results>/prepared/<key>: a name no run may take
 
 
@@ -220,3 +221,39 @@ def source_state(path: str | Path) -> dict:
     """size and mtime of a data file: the cheap check before its sha256 is recomputed."""
     st = os.stat(path)
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def data_hashes(manifest: dict) -> dict[str, str]:
+    """data file path -> sha256, as the prepared data's manifest recorded them when it was prepared."""
+    return {f["path"]: f["sha256"] for f in manifest["data_files"].values()}
+
+
+def data_changes(data_sha256: dict | None, tokenizer_sha256: str | None, manifest: dict) -> str:
+    """What differs between the data a run recorded (`data_sha256`, `tokenizer_sha256`) and the prepared data
+    `manifest` describes: 'data/train.jsonl and the tokenizer' (the files whose sha256 moved, then the tokenizer)."""
+    recorded, now = data_sha256 or {}, data_hashes(manifest)
+    changed = [p for p in sorted(set(recorded) | set(now)) if recorded.get(p) != now.get(p)]
+    if tokenizer_sha256 and tokenizer_sha256 != manifest["tokenizer_sha256"]:
+        changed.append("the tokenizer")
+    return " and ".join(changed) or "the prepared data"
+
+
+def recorded_data_changes(meta: dict, manifest: dict) -> str:
+    """`data_changes` against what meta.json recorded of the run's data."""
+    return data_changes(meta.get("data_sha256"), (meta.get("prepared_data") or {}).get("tokenizer_sha256"), manifest)
+
+
+def load_prepared(prepared: Path, split: str, columns: tuple[str, ...] = ("input_ids", "labels")):
+    """A prepared split, memory-mapped from disk (None if the data has no such split)."""
+    import datasets
+
+    path = Path(prepared) / split
+    if not path.is_dir():
+        return None
+    return datasets.load_from_disk(str(path)).select_columns(list(columns))
+
+
+def load_tokenizer(prepared: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(Path(prepared) / TOKENIZER_DIR))

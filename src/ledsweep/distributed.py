@@ -7,18 +7,17 @@ Inside a process (rank) of a `torchrun` launch:
   * only rank 0 (`is_main()`) writes files; `share(obj)` broadcasts rank 0's value, `agree(flag)` is
     true on every rank when it is true on any (the stop decision of each step), `barrier()` waits.
 
-Launching (the workflow's train job, `jobs.train_in_job`): `launch_command` builds
-  * one node: `python -m torch.distributed.run --standalone --nproc-per-node=N -m ledsweep.distributed SPEC`;
+Launching (the workflow's train job, `worker.train_ranks`): `launch_command` builds
+  * one node: `python -m torch.distributed.run --standalone --nproc-per-node=N -m ledsweep.worker SPEC`;
   * several nodes: `srun --jobid=J --nodes=K --ntasks=K --ntasks-per-node=1 python -m torch.distributed.run
     --nnodes=K --nproc-per-node=N --rdzv-backend=c10d --rdzv-id=J --rdzv-endpoint=<first node>:<port> ...`,
     the first node taken from the job's node list (`squeue -j J -o %N` + `scontrol show hostnames`:
     the jobstep executor strips SLURM_JOB_NODELIST from a rule's environment).
-SPEC is a JSON file with what the workers need (`worker_main`).
+SPEC is a JSON file with what the workers need (`worker.worker_main`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -28,13 +27,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import LaunchError
+
 log = logging.getLogger("ledsweep")
 RDZV_BASE_PORT = 29500
 _control = None  # the gloo group of the run's own messages (the world group on CPU)
-
-
-class LaunchError(RuntimeError):
-    """The resources ask for a layout that cannot be launched here (the message says what is missing)."""
 
 
 # ----------------------------------------------------------------------------- inside a rank
@@ -282,7 +279,7 @@ def launch_command(
 ) -> list[str]:
     """The command that starts every rank of the run (see the module docstring)."""
     python = python or sys.executable
-    worker = ["-m", "ledsweep.distributed", str(spec)]
+    worker = ["-m", "ledsweep.worker", str(spec)]
     if layout.nnodes == 1:
         return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={layout.nproc_per_node}"] + (
             worker
@@ -309,53 +306,4 @@ def launch_command(
     ]
 
 
-# ----------------------------------------------------------------------------- the workers
-RESULT_FILE = ".ddp-result.json"
-STOP_FILE = ".ddp-stop"
-
-
-def worker_main(spec_path: str) -> int:
-    """One rank of a workflow train job (`python -m ledsweep.distributed SPEC`): trains the run described by
-    SPEC ({config, run_dir, prepared, threads, stop_after, restart_on_data_change}). Rank 0 writes the
-    outcome ({"rc": ...}) to `<run_dir>/.ddp-result.json`: torchrun's own exit status does not keep it."""
-    from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, setup_logging
-    from .config import ConfigError, training_config
-    from .runfolder import RunFolder, RunFolderError, write_json
-    from .train import TrainingInterrupted, train
-
-    setup_logging()
-    spec = json.loads(Path(spec_path).read_text())
-    run = RunFolder(spec["run_dir"])
-    rc = 0
-    init()
-    try:
-        cfg = training_config(spec["config"], source=f"{run.path}: training config")
-        train(
-            cfg,
-            run,
-            Path(spec["prepared"]),
-            spec.get("threads"),
-            spec.get("stop_after"),
-            restart_on_data_change=spec.get("restart_on_data_change", True),
-            decoding=False,
-        )
-    except TrainingInterrupted as e:
-        log.warning("%s", e)
-        rc = EXIT_INTERRUPTED
-    except (ConfigError, RunFolderError) as e:
-        log.error("%s", e)
-        rc = EXIT_BAD_INPUT
-    except Exception as e:
-        if is_main():
-            RunFolder(run.path.parent).record_failure("train", f"{type(e).__name__}: {e}")
-        log.exception("rank %d: run %s failed in train", rank(), run.path.parent.name)
-        rc = EXIT_FAILED
-    if is_main():
-        write_json(run.path / RESULT_FILE, {"rc": rc})
-    if rc != EXIT_FAILED:  # after a failure another rank may never reach the group again
-        finish()
-    return rc
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main(sys.argv[1]))
+STOP_FILE = ".ddp-stop"  # in a run's trained folder: a signal reached the launcher; every rank stops after this step

@@ -13,8 +13,9 @@ from pathlib import Path
 from . import faults, metrics, metrics_registry
 from . import model as model_mod
 from .config import ConfigError, RunConfig, config_sha256, train_config_sha256
+from .data import check_prepared, load_prepared, read_manifest, recorded_data_changes
+from .model import set_threads
 from .runfolder import RunFolder, atomic_write_text, now_iso, write_json
-from .train import recorded_data_changes, set_threads
 
 log = logging.getLogger("ledsweep")
 
@@ -81,9 +82,6 @@ def evaluate(
     """Score `run.checkpoint` on the prepared test split; write predictions.jsonl and summary.json."""
     import torch
     from transformers import set_seed
-
-    from .data import check_prepared, read_manifest
-    from .train import load_prepared
 
     set_threads(cfg, threads)
     set_seed(cfg.seed)

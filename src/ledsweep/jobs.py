@@ -1,7 +1,9 @@
-"""What each workflow rule does, given the paths Snakemake hands it (workflow/scripts/*.py call these).
+"""What each workflow rule does, given plain values: the rule's script unpacks `snakemake` (paths, params,
+threads, resources as a dict) and calls one function here. Snakemake owns the paths: a run folder is the
+folder of the rule's outputs, the prepared data is the rule's input, the log is the rule's log.
 
-Snakemake owns the paths: a run folder is the folder of the rule's outputs, the prepared data is the
-rule's input, the log is the rule's log. The config is read and validated once, here.
+Every job runs offline (rule prefetch filled the HF cache), logs to its rule's log, and exits with the
+project's one failure policy (`errors.job_outcome`): 0 done, 1 failed, 2 bad input, 143 stopped.
 """
 
 from __future__ import annotations
@@ -9,93 +11,66 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
+import shutil
 from pathlib import Path
+
+from . import halving, metrics_registry, search
+from .config import dump_yaml, from_dict, load_config, training_config, training_part
+from .data import failure_path
+from .distributed import STOP_FILE, layout_from_resources
+from .errors import EXIT_FAILED, ConfigError, job_outcome, log_to
+from .prepare import prepare_data
+from .resume import discard_other_training
+from .run import run_stages
+from .runfolder import RunFolder, RunLock, atomic_write_text, now_iso, write_json
+from .train import train
+from .worker import train_ranks
 
 log = logging.getLogger("ledsweep")
 
 
-def _to_log(path: str, mode: str = "w") -> None:
-    """This process's stdout and stderr go to the rule's log (line-buffered)."""
-    sys.stderr = sys.stdout = open(path, mode, buffering=1)  # noqa: SIM115 - for the life of the job
-
-
-def _offline() -> None:
-    """Compute nodes are offline: everything was prefetched into the HF cache by rule prefetch."""
+def _job(log_path: str, mode: str = "w") -> None:
+    """Offline (everything was prefetched into the HF cache by rule prefetch), logging to the rule's log."""
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    log_to(log_path, mode)
 
 
-def prepare_data_job(snakemake) -> int:
-    """rule prepare_data: a data spec -> results/prepared/<key>/ (tokenized splits + manifest)."""
-    _offline()
-    _to_log(snakemake.log[0])
-    from .cli import setup_logging
-    from .config import ConfigError
-    from .data import failure_path
-    from .prepare import prepare_data
-    from .runfolder import now_iso, write_json
+def prepare_data_job(spec: dict, out: str, log_path: str, threads: int) -> int:
+    """rule prepare_data: a data spec -> results/prepared/<key>/ (tokenized splits + manifest). A failure is
+    also written where the tables look (`data.failure_path`): every run of this data fails with it."""
+    _job(log_path)
+    failure = failure_path(Path(out))
 
-    setup_logging()
-    out = Path(snakemake.output[0])
-    failure = failure_path(out)
-    try:
-        manifest = prepare_data(snakemake.params.spec, out, num_proc=snakemake.threads)
-    except Exception as e:  # every run of this data fails: say why where the tables look (data.failure_path)
-        bad_input = isinstance(e, ConfigError)
+    def record(reason: str) -> None:
         write_json(
-            failure,
-            {
-                "status": "failed",
-                "stage": "prepare_data",
-                "reason": str(e) if bad_input else f"{type(e).__name__}: {e}",
-                "log": snakemake.log[0],
-                "time": now_iso(),
-            },
+            failure, {"status": "failed", "stage": "prepare_data", "reason": reason, "log": log_path, "time": now_iso()}
         )
-        if bad_input:
-            log.error("%s", e)
-            return 2
-        log.exception("prepare_data %s failed", out.name)
-        return 1
-    failure.unlink(missing_ok=True)
-    log.info("prepared data %s in %.1f s: %s", manifest["key"], manifest["seconds"], manifest["rows"])
-    return 0
+
+    with job_outcome(f"prepare_data {Path(out).name}", record) as outcome:
+        try:
+            manifest = prepare_data(spec, Path(out), num_proc=threads)
+        except ConfigError as e:  # bad input is not a traceback, but every run of this data still fails with it
+            record(str(e))
+            raise
+        failure.unlink(missing_ok=True)
+        log.info("prepared data %s in %.1f s: %s", manifest["key"], manifest["seconds"], manifest["rows"])
+    return outcome.rc
 
 
-def train_job(snakemake) -> int:
-    """rule train: the training keys of a run (params) + prepared data -> results/<run>/trained/."""
-    return train_in_job(snakemake)
-
-
-def train_in_job(
-    snakemake, stop_after: int | None = None, trained_dir: Path | None = None, config: dict | None = None
+def _train(
+    config: dict, trained: RunFolder, prepared: str, threads: int, resources: dict, stop_after: int | None = None
 ) -> int:
-    """Everything rule train does: the training keys of a run (params) + prepared data -> results/<run>/trained/.
+    """Train the training keys `config` into `trained` (results/<run>/trained/), resuming from trained/resume/
+    (not an output: a retried job resumes from it). The resources choose the processes
+    (`distributed.layout_from_resources`: gpu/gres, nodes, ddp_procs): one trains here, several via torchrun.
+    `stop_after`: checkpoint and stop after that optimizer step (exit 143: a halving rung)."""
 
-    Only the first run of each group of runs that differ in decoding keys alone is trained; rule
-    link_checkpoint gives every run of the group (this one too) its own checkpoint/ and meta.json.
-    Resume state lives in trained/resume/ (not an output: a retried job resumes from it).
-    `stop_after`: checkpoint and stop after that optimizer step (returns EXIT_INTERRUPTED, 143).
-    `trained_dir`, `config`: for rule train_rung (successive halving), whose output is not trained/ and whose
-    params are the whole run config: the folder and the training keys (default: the rule's output folder
-    and params).
+    def record(reason: str) -> None:
+        RunFolder(trained.path.parent).record_failure("train", reason)
 
-    The rule's resources choose the processes (`distributed.layout_from_resources`: gpu/gres, nodes,
-    ddp_procs): one process trains here; several are started by torchrun (`_train_ranks`)."""
-    _offline()
-    _to_log(snakemake.log[0], "a")  # a retried job keeps the history of its attempts
-    from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, setup_logging
-    from .config import ConfigError, dump_yaml, training_config
-    from .distributed import STOP_FILE, LaunchError, layout_from_resources
-    from .runfolder import RunFolder, RunFolderError, RunLock, atomic_write_text
-    from .train import TrainingInterrupted, discard_other_training, train
-
-    setup_logging()
-    trained = RunFolder(trained_dir or Path(snakemake.output.meta).parent)
-    config = snakemake.params.config if config is None else config
-    try:
+    with job_outcome(f"run {trained.path.parent.name} in train", record) as outcome:
         cfg = training_config(config, source=f"{trained.path}: training config")
-        layout = layout_from_resources(snakemake.resources)
+        layout = layout_from_resources(resources)
         trained.path.mkdir(parents=True, exist_ok=True)
         with RunLock(trained.path.parent, what="train"):  # the run folder's lock, as train_baseline.py takes it
             trained.remove_temp_files()
@@ -103,190 +78,126 @@ def train_in_job(
             discard_other_training(trained, cfg)
             atomic_write_text(trained.path / "train_config.yaml", dump_yaml(config))
             if layout.distributed:
-                return _train_ranks(snakemake, trained, layout, stop_after, config)
-            train(
-                cfg,
-                trained,
-                Path(snakemake.input.prepared),
-                snakemake.threads,
-                stop_after,
-                restart_on_data_change=True,
-                decoding=False,
+                outcome.rc = train_ranks(trained, layout, config, prepared, threads, stop_after, resources.get("mpi"))
+            else:
+                train(cfg, trained, Path(prepared), threads, stop_after, restart_on_data_change=True, decoding=False)
+    return outcome.rc
+
+
+def train_job(
+    config: dict, trained_dir: str, prepared: str, log_path: str, threads: int, resources: dict, decisions=()
+) -> int:
+    """rule train: the training keys of a run + prepared data -> results/<run>/trained/. Only the first run of
+    each group that differs in decoding keys alone trains (rule link_checkpoint shares it). In a halving sweep
+    (`decisions`: the rung decisions the run went through), a run that halving stopped gets its rung
+    checkpoint as trained/; the others train to the full budget and record the rung they reached."""
+    _job(log_path, "a")  # a retried job keeps the history of its attempts
+    trained = RunFolder(trained_dir)
+    where = halving.reached(list(decisions), trained.path.parent.name) if decisions else None
+    if where and where["status"] == "stopped":
+        with job_outcome(f"run {trained.path.parent.name}: finish it at its rung") as outcome:
+            with RunLock(trained.path.parent, what="finish a stopped run"):
+                halving.finish_stopped(trained, where)
+            log.info(
+                "run %s stopped by halving at rung %d (step %d): %s",
+                trained.path.parent.name,
+                where["rung"],
+                where["step"],
+                where["decision"],
             )
-    except TrainingInterrupted as e:
-        log.warning("%s", e)
-        return EXIT_INTERRUPTED
-    except (ConfigError, RunFolderError, LaunchError) as e:
-        log.error("%s", e)
-        return EXIT_BAD_INPUT
-    except Exception as e:
-        RunFolder(trained.path.parent).record_failure("train", f"{type(e).__name__}: {e}")
-        log.exception("run %s failed in train", trained.path.parent.name)
-        return EXIT_FAILED
+        return outcome.rc
+    rc = _train(config, trained, prepared, threads, resources)
+    if rc == 0 and where:
+        write_json(trained.meta, {**json.loads(trained.meta.read_text()), "halving": where})
+    return rc
+
+
+def train_rung_job(
+    config: dict, out: str, step: int, trained_dir: str, prepared: str, log_path: str, threads: int, resources: dict
+) -> int:
+    """rule train_rung: train the run to the rung's step (resuming; as many processes as rule train would use),
+    then score the rung checkpoint on the validation split -> results/<run>/rungs/<step>.json."""
+    _job(log_path, "a")
+    trained = RunFolder(trained_dir)
+    ckpt = halving.keep_rung(trained, step)
+    if not halving.complete(ckpt):
+        code = _train(training_part(config), trained, prepared, threads, resources, stop_after=step)
+        ckpt = halving.keep_rung(trained, step)
+        if not halving.complete(ckpt):  # interrupted before the rung (time limit, signal) or failed: retry resumes
+            return code or EXIT_FAILED
+    if not halving.rung_meta(trained, step).is_file():  # also when killed just after the rung checkpoint
+        # trained/meta.json (the record of the training that reached the rung) is also the train rule's output,
+        # which Snakemake removes before that job runs: keep it where a stopped run's finish step finds it
+        if not trained.meta.is_file():
+            log.error("%s: missing; the training that reached step %d left no record: rerun it", trained.meta, step)
+            return EXIT_FAILED
+        shutil.copy2(trained.meta, halving.rung_meta(trained, step))
+
+    def record(reason: str) -> None:
+        RunFolder(trained.path.parent).record_failure(f"train_rung {step}", reason)
+
+    with job_outcome(f"run {trained.path.parent.name} scoring rung step {step}", record) as outcome:
+        cfg = from_dict(config, source=f"{out}: run config")
+        with RunLock(trained.path.parent, what=f"score rung step {step}"):
+            result = halving.score_rung(cfg, ckpt, Path(prepared), threads)
+        result.update(run_name=cfg.run_name, step=step, checkpoint=str(ckpt), time=now_iso())
+        write_json(out, result)
+        log.info("run %s at step %d: %s", cfg.run_name, step, json.dumps(result["metrics"]))
+    return outcome.rc
+
+
+def decision_job(results: list[str], rules: dict, sweep: str, rung: int, out: str, log_path: str) -> int:
+    """checkpoint halving_decision: the rung results of the runs that entered -> who goes on (a file)."""
+    log_to(log_path)
+    h = search.Halving(tuple(rules["rungs"]), rules["keep"], rules["metric"])
+    scores = {
+        r["run_name"]: r["metrics"].get(h.metric) for r in map(json.loads, map(Path.read_text, map(Path, results)))
+    }
+    higher = metrics_registry.get(h.metric).higher_is_better
+    ranking, kept, stopped = search.decide(scores, h, higher)
+    write_json(
+        out,
+        {
+            "sweep": sweep,
+            "rung": rung,
+            "rungs": list(h.rungs),
+            "step": h.rungs[rung - 1],
+            "next_step": h.rungs[rung],
+            "metric": h.metric,
+            "higher_is_better": higher,
+            "keep": h.keep,
+            "entered": len(ranking),
+            "ranking": [{"run_name": n, h.metric: scores[n]} for n in ranking],
+            "kept": kept,
+            "stopped": stopped,
+            "time": now_iso(),
+        },
+    )
+    log.info(
+        "sweep %s rung %d (step %d): %d of %d go on to step %d by %s: %s",
+        sweep,
+        rung,
+        h.rungs[rung - 1],
+        len(kept),
+        len(ranking),
+        h.rungs[rung],
+        h.metric,
+        ", ".join(kept),
+    )
     return 0
 
 
-def _train_ranks(snakemake, trained, layout, stop_after: int | None, config: dict) -> int:
-    """Train with torchrun: `layout.nproc_per_node` ranks on this node (`--standalone`), or one `srun` task per
-    node of the job, each a torchrun joining a c10d rendezvous on the job's first node. Called under the
-    run lock. The ranks read a spec file; rank 0 writes the outcome (torchrun does not keep exit codes).
-    SIGTERM/SIGUSR1 here become a stop file that every rank checks after each step (torchrun would give
-    its workers only 30 s to save after a signal)."""
-    import signal
-    import subprocess
-
-    from .cli import EXIT_FAILED
-    from .distributed import RESULT_FILE, STOP_FILE, LaunchError, launch_command, slurm_first_node
-    from .runfolder import RunFolder, atomic_write_text, write_json
-
-    res = snakemake.resources
-    job_id = os.environ.get("SLURM_JOB_ID")
-    first_node = None
-    if layout.nnodes > 1:
-        if res.get("mpi") is None:
-            raise LaunchError(
-                f"train: nodes={layout.nnodes} needs the resources mpi (e.g. 'srun'), tasks={layout.nnodes} "
-                "and tasks_per_gpu=0, so that the job's batch step starts one torchrun per node "
-                "(see profiles/default/config.yaml)"
-            )
-        first_node = slurm_first_node(job_id)
-    spec = trained.path / ".ddp-spec.json"
-    write_json(
-        spec,
-        {
-            "config": config,
-            "run_dir": str(trained.path.resolve()),
-            "prepared": str(Path(snakemake.input.prepared).resolve()),
-            "threads": max(1, (snakemake.threads or 1) // layout.nproc_per_node),
-            "stop_after": stop_after,
-            "restart_on_data_change": True,
-        },
-    )
-    result = trained.path / RESULT_FILE
-    result.unlink(missing_ok=True)
-    cmd = launch_command(layout, spec, job_id, first_node)
-    log.info(
-        "train: %d processes (%d node(s) x %d): %s",
-        layout.world_size,
-        layout.nnodes,
-        layout.nproc_per_node,
-        " ".join(cmd),
-    )
-
-    def stop(signum, frame):
-        name = signal.Signals(signum).name
-        log.warning("%s received: every rank saves a resume checkpoint after this step", name)
-        atomic_write_text(trained.path / STOP_FILE, f"{name}\n")
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
-    sys.stdout.flush()
-    try:
-        proc = subprocess.Popen(cmd, stdout=sys.stdout, stderr=sys.stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        rc = proc.wait()
-    except OSError as e:
-        raise LaunchError(f"train: cannot start {cmd[0]}: {e}") from None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    try:
-        outcome = json.loads(result.read_text())["rc"]
-    except (OSError, ValueError, KeyError):
-        reason = f"torchrun exited {rc} and rank 0 reported no outcome (a rank crashed or was killed; see the log)"
-        RunFolder(trained.path.parent).record_failure("train", reason)
-        log.error("run %s: %s", trained.path.parent.name, reason)
-        return EXIT_FAILED
-    if outcome == 0 and rc != 0:
-        log.warning("torchrun exited %d after rank 0 finished training", rc)
-    return outcome
-
-
-SHARED_FILES = ("log_history.jsonl", "step_losses.jsonl", "requirements.txt", "git.diff")
-
-
-def link_checkpoint(
-    trained_checkpoint: str, trained_meta: str, checkpoint: str, meta: str, config: dict, log_path: str
-) -> None:
-    """rule link_checkpoint (a `run:` block): a run's checkpoint/ and meta.json from the training it shares.
-
-    Weights and tokenizer files are hard links to the trained files (no bytes duplicated; a copy where
-    links are impossible); generation_config.json is this run's own decoding; meta.json is the training's
-    with this run's name, `trained_by` and the hash of this run's whole config. No torch import."""
-    import json
-    import shutil
-
-    from .config import config_sha256, train_config_sha256
-    from .runfolder import atomic_write_text, write_json
-
-    src, out = Path(trained_checkpoint), Path(checkpoint)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for path in sorted(src.iterdir()):
-        if path.name != "generation_config.json" and not path.name.startswith("."):  # not Snakemake's marker
-            _link_or_copy(path, tmp / path.name)
-    gen = json.loads((src / "generation_config.json").read_text())
-    g = config["generation"]
-    gen.update(
-        num_beams=g["num_beams"],
-        max_new_tokens=g["max_new_tokens"],
-        length_penalty=g["length_penalty"],
-        no_repeat_ngram_size=g["no_repeat_ngram_size"],
-    )
-    gen.pop("max_length", None)
-    atomic_write_text(tmp / "generation_config.json", json.dumps(gen, indent=2, sort_keys=True) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    run_dir, trained_dir = out.parent, Path(trained_meta).parent
-    for name in SHARED_FILES:  # what the loss plots and verify_run.py read, shared the same way
-        if (trained_dir / name).is_file():
-            (run_dir / name).unlink(missing_ok=True)
-            _link_or_copy(trained_dir / name, run_dir / name)
-    record = json.loads(Path(trained_meta).read_text())
-    if record.get("train_config_sha256") != train_config_sha256(config):
-        raise ValueError(f"{trained_meta}: trained with other training keys than {run_dir.name}'s config")
-    record.update(
-        run_name=config["run_name"],
-        config_sha256=config_sha256(config),
-        shared_checkpoint=record["trained_by"] != config["run_name"],
-    )
-    write_json(meta, record)
-    with open(log_path, "w") as f:
-        print(f"{out}: linked from {src} (trained by {record['trained_by']}); decoding: {g}", file=f)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system, or links not allowed: a copy
-        import shutil
-
-        shutil.copy2(src, dst)
-
-
-def evaluate_job(snakemake) -> int:
-    """rule evaluate: one run's checkpoint/ + prepared test split -> predictions.jsonl + summary.json."""
-    _offline()
-    _to_log(snakemake.log[0])
-    from .cli import EXIT_BAD_INPUT, EXIT_FAILED, run_stages, setup_logging
-    from .config import ConfigError, load_config
-    from .runfolder import RunFolderError
-
-    setup_logging()
-    run_dir = Path(snakemake.output.summary).parent
-    try:
-        cfg = load_config(snakemake.input.config)
-        return run_stages(
-            cfg,
+def evaluate_job(config: str, run_dir: str, prepared: str, log_path: str, threads: int) -> int:
+    """rule evaluate: one run's checkpoint/ + prepared test split -> predictions.jsonl + summary.json (the
+    failure itself is recorded in failure.json by `run.run_stages`)."""
+    _job(log_path)
+    with job_outcome(f"run {Path(run_dir).name} in evaluate") as outcome:
+        outcome.rc = run_stages(
+            load_config(config),
             ("evaluate",),
             overwrite=True,
-            prepared=Path(snakemake.input.prepared),
-            threads=snakemake.threads,
-            run_dir=run_dir,
+            prepared=Path(prepared),
+            threads=threads,
+            run_dir=Path(run_dir),
         )
-    except (ConfigError, RunFolderError) as e:
-        log.error("%s", e)
-        return EXIT_BAD_INPUT
-    except Exception:  # recorded in failure.json and logged by run_stages
-        log.exception("run %s failed in evaluate", run_dir.name)
-        return EXIT_FAILED
+    return outcome.rc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .config import SCRATCH, ConfigError, RunConfig, is_local_path
@@ -87,3 +88,14 @@ def global_attention_mask(input_ids):
     mask = torch.zeros_like(input_ids)
     mask[:, 0] = 1
     return mask
+
+
+def set_threads(cfg: RunConfig, fallback: int | None = None) -> int:
+    """torch threads: the config's num_threads, else `fallback` (the job's CPUs), else this process's CPUs
+    (shared by the processes torchrun started on this node)."""
+    import torch
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if "LOCAL_RANK" in os.environ else 1
+    n = cfg.num_threads or fallback or max(1, len(os.sched_getaffinity(0)) // local)
+    torch.set_num_threads(n)
+    return n

@@ -24,6 +24,7 @@ from .data import (
     FORMATS,
     MANIFEST,
     SPLITS,
+    TOKENIZER_DIR,
     canonical_json,
     data_key,
     data_spec,
@@ -36,7 +37,6 @@ from .runfolder import now_iso, sha256_file, write_json
 
 log = logging.getLogger("ledsweep")
 
-TOKENIZER_DIR = "tokenizer"
 TOKENIZER_SAMPLE_SEED = 0  # fixed: every seed of a sweep shares one tokenizer
 MAP_BATCH = 256  # documents per tokenizer call: bounds the memory of a batch of 16k-token documents
 SMALL_SPLIT = 2000  # fewer rows than this: tokenize in one process (starting workers costs more)

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -33,12 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
+from .errors import RunFolderError
 
 COMPLETE_MARKER = "ledsweep-checkpoint-complete"
-
-
-class RunFolderError(RuntimeError):
-    """A run folder that cannot be used as asked (finished, or holding another config)."""
 
 
 class RunFolder:
@@ -312,3 +310,11 @@ def check_run_location(run_dir: str | Path) -> None:
                 f"{'summary.json' if (parent / 'summary.json').is_file() else 'config.yaml and meta.json'}); "
                 f"choose an output_dir outside other runs"
             )
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (no bytes duplicated), or a copy where links are impossible."""
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)

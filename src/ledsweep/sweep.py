@@ -20,7 +20,7 @@ import copy
 import itertools
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import metrics_registry, search
@@ -370,29 +370,24 @@ def load_sweeps(config: dict, only: list[str] | None = None, results_dir: str = 
 
 def check_config_files(paths) -> None:
     """Read workflow config files with the strict loader first (tags, duplicate keys, anchors refused)."""
-    from pathlib import Path
-
-    from snakemake.exceptions import WorkflowError
-
     for path in paths:
         if Path(path).exists():
             try:
                 load_yaml(path)
             except ConfigError as e:
-                raise WorkflowError(f"invalid workflow config: {e}") from None
+                raise SweepError(f"invalid workflow config: {e}") from None
 
 
 def validate_workflow_config(config: dict, schema_path) -> None:
     """JSON-Schema validation with messages that name the sweep and key (sweeps.<name>.grid.<key>: ...)."""
     import jsonschema
-    from snakemake.exceptions import WorkflowError
 
     from .config import schema_error_message
 
     schema = load_yaml(schema_path)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))
     if errors:
-        raise WorkflowError("invalid workflow config: " + "\n  ".join(schema_error_message(e) for e in errors))
+        raise SweepError("invalid workflow config: " + "\n  ".join(schema_error_message(e) for e in errors))
 
 
 def write_run_config(config: dict, path: str, log: str) -> None:

@@ -1,9 +1,4 @@
-"""Train one run with transformers' Seq2SeqTrainer: seeded, resumable, signal-safe.
-
-Resume state lives in `<run>/resume/` (never a workflow output, so Snakemake does not delete
-it when a job fails). A checkpoint counts only once `ledsweep-checkpoint-complete` is written
-inside it, after the Trainer has saved everything else; half-written ones are removed.
-"""
+"""Train one run with transformers' Seq2SeqTrainer: seeded, resumable (`resume`), signal-safe (`callbacks`)."""
 
 from __future__ import annotations
 
@@ -11,157 +6,41 @@ import gc
 import json
 import logging
 import os
-import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import distributed, provenance
 from . import model as model_mod
-from . import provenance
-from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml, train_config_sha256
+from .config import SCRATCH, ConfigError, RunConfig, config_sha256, train_config_sha256
+from .data import (
+    check_prepared,
+    data_hashes,
+    load_prepared,
+    load_tokenizer,
+    read_manifest,
+)
 from .distributed import STOP_FILE
-from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, sha256_file, write_json
+from .errors import TrainingInterrupted
+from .model import set_threads
+from .resume import (
+    check_resume_data,
+    check_resume_layout,
+    finished_training,
+    latest_checkpoint,
+    load_finished,
+    record_attempt,
+)
+from .runfolder import RunFolder, atomic_write_text, now_iso, sha256_file, write_json
 
 log = logging.getLogger("ledsweep")
 
 
-class TrainingInterrupted(RuntimeError):
-    """Stopped by SIGTERM/SIGUSR1 after saving a resume checkpoint (Slurm time limit, preemption)."""
-
-
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
 # ----------------------------------------------------------------------------- run folder
-def prepare_run_folder(cfg: RunConfig, overwrite: bool = False, run_dir: Path | None = None) -> RunFolder:
-    """Create or reuse the run folder (`run_dir`, by default `<output_dir>/<run_name>`); never clobber a
-    finished run or another config."""
-    run = RunFolder(run_dir or cfg.run_dir)
-    if run.is_complete():
-        if not overwrite:
-            raise RunFolderError(
-                f"{run.path} is a finished run (summary.json exists); pass --overwrite to redo it "
-                f"or --output-dir to write elsewhere"
-            )
-        run.summary.unlink()  # first: the folder must stop looking complete before anything else goes
-        for path in (run.resume, run.checkpoint):
-            shutil.rmtree(path, ignore_errors=True)
-        for path in (run.meta, run.predictions, run.log_history, run.failure):
-            path.unlink(missing_ok=True)
-    elif run.config.is_file():
-        from .config import load_config
-
-        try:
-            previous = config_sha256(load_config(run.config))
-        except ConfigError:
-            previous = None
-        if previous != config_sha256(cfg) and not overwrite:
-            raise RunFolderError(
-                f"{run.path} holds an unfinished run with a different config ({run.config}); "
-                f"pass --overwrite to discard it, or use another run_name/--output-dir"
-            )
-    discard_other_training(run, cfg)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.remove_temp_files()
-    text = dump_yaml(cfg.to_dict())
-    if not run.config.is_file() or run.config.read_text() != text:
-        atomic_write_text(run.config, text)  # untouched when equal: keeps Snakemake's mtimes stable
-    return run
-
-
-def discard_other_training(run: RunFolder, cfg: RunConfig) -> None:
-    """Resume state trained with other training keys is removed (a decoding-only change keeps it)."""
-    want = train_config_sha256(cfg)
-    if any(a.get("train_config_sha256") != want for a in run.read_json(run.attempts, default=[])):
-        log.warning("discarding resume state of a different training config in %s", run.resume)
-        shutil.rmtree(run.resume, ignore_errors=True)
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """Why a resume checkpoint cannot be used, or None: marker, trainer state and weights must be whole."""
-    if not (path / COMPLETE_MARKER).is_file():
-        return "no completeness marker (killed while saving?)"
-    try:
-        json.loads((path / "trainer_state.json").read_text())
-    except (OSError, ValueError) as e:
-        return f"trainer_state.json unreadable ({e})"
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
-            f.keys()
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        return f"model.safetensors unreadable ({e})"
-    return None
-
-
-def latest_checkpoint(resume_dir: Path) -> Path | None:
-    """Newest usable checkpoint; unusable ones (killed mid-write, truncated) are deleted."""
-    if not resume_dir.is_dir():
-        return None
-    found = []
-    for path in resume_dir.glob("checkpoint-*"):
-        m = re.fullmatch(r"checkpoint-(\d+)", path.name)
-        if not m or not path.is_dir():
-            continue
-        problem = checkpoint_problem(path)
-        if problem is None:
-            found.append((int(m.group(1)), path))
-        else:
-            log.warning("skipping incomplete checkpoint %s: %s (removed)", path.name, problem)
-            shutil.rmtree(path, ignore_errors=True)
-    return max(found)[1] if found else None
-
-
-def finished_training(checkpoint: Path | None, max_steps: int | None) -> bool:
-    """True when `checkpoint` was saved at the end of training: its step reached `max_steps` (the config's;
-    without one, the step count the Trainer planned). Resuming from it would train again: the Trainer takes
-    one more step when max_steps is not a multiple of the steps per epoch (issue 21.1)."""
-    if checkpoint is None:
-        return False
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    target = max_steps or state.get("max_steps") or 0
-    return target > 0 and state.get("global_step", 0) >= target
-
-
-def load_finished(trainer, checkpoint: Path) -> None:
-    """The trainer as it was when the finished training saved `checkpoint`: its weights (tied ones tied
-    again) and its state (step, log history, tokens seen); nothing is trained."""
-    from safetensors.torch import load_file
-    from transformers.trainer_callback import TrainerState
-
-    weights = load_file(str(checkpoint / "model.safetensors"))
-    missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
-    trainer.model.tie_weights()
-    state = trainer.model.state_dict()
-    loaded = {state[k].data_ptr() for k in weights if k in state}
-    untied = [k for k in missing if state[k].data_ptr() not in loaded]  # tied ones share a loaded tensor
-    if unexpected or untied:
-        raise RuntimeError(f"{checkpoint}: weights do not fit the model (missing {untied}, unexpected {unexpected})")
-    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
 
 
 # ----------------------------------------------------------------------------- Slurm deadline
-def stop_margin() -> int:
-    """Seconds before the Slurm job's end time at which training checkpoints and stops itself."""
-    return int(os.environ.get("LEDSWEEP_STOP_BEFORE_END", "180"))
-
-
-def slurm_deadline() -> float | None:
-    """Epoch time at which to stop (job end time minus the margin), or None outside Slurm."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job or stop_margin() <= 0:
-        return None
-    import datetime as dt
-    import subprocess
-
-    try:
-        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=20)
-        end = dt.datetime.fromisoformat(out.stdout.strip()).timestamp()  # local time, like squeue
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return None  # no squeue, unlimited or unknown end time
-    return end - stop_margin()
 
 
 # ----------------------------------------------------------------------------- training
@@ -173,17 +52,6 @@ def resolve_precision(precision: str) -> str:
     if precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("training.precision: fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
     return precision
-
-
-def set_threads(cfg: RunConfig, fallback: int | None = None) -> int:
-    """torch threads: the config's num_threads, else `fallback` (the job's CPUs), else this process's CPUs
-    (shared by the processes torchrun started on this node)."""
-    import torch
-
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if "LOCAL_RANK" in os.environ else 1
-    n = cfg.num_threads or fallback or max(1, len(os.sched_getaffinity(0)) // local)
-    torch.set_num_threads(n)
-    return n
 
 
 def collator(tokenizer, model):
@@ -219,117 +87,26 @@ def collator(tokenizer, model):
     return collate
 
 
-class DataChanged(ConfigError):
-    """A resumed run whose prepared data (data files or tokenizer) differs from its first attempt's."""
+@dataclass
+class RunRecord:
+    """What meta.json records of a training besides its results (`_meta`)."""
+
+    cfg: RunConfig
+    env: dict
+    git: dict
+    manifest: dict
+    decoding: bool
+    precision: str
 
 
-LAYOUT_KEYS = ("world_size", "num_nodes", "per_device_train_batch_size", "gradient_accumulation_steps")
-LAYOUT_RECORD = (*LAYOUT_KEYS, "effective_batch_size")  # what each attempt records of its layout
-ALLOW_LAYOUT_CHANGE = "LEDSWEEP_ALLOW_LAYOUT_CHANGE"  # =1: resume on another process layout (--allow-layout-change)
-
-
-def _attempts(
-    cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifest: dict, layout: dict | None = None
-) -> list[dict]:
-    attempts = run.read_json(run.attempts, default=[])
-    attempts.append(
-        {
-            "start_time": now_iso(),
-            "train_config_sha256": train_config_sha256(cfg),
-            "data_fingerprint": manifest["fingerprint"],
-            "data_sha256": data_hashes(manifest),
-            "tokenizer_sha256": manifest["tokenizer_sha256"],
-            "slurm_job_id": provenance.slurm_job_id(),
-            "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
-            "layout": {k: (layout or {}).get(k) for k in LAYOUT_RECORD},
-        }
-    )
-    write_json(run.attempts, attempts)
-    return attempts
-
-
-def data_hashes(manifest: dict) -> dict[str, str]:
-    """data file path -> sha256, as the prepared data's manifest recorded them when it was prepared."""
-    return {f["path"]: f["sha256"] for f in manifest["data_files"].values()}
-
-
-def data_changes(data_sha256: dict | None, tokenizer_sha256: str | None, manifest: dict) -> str:
-    """What differs between the data a run recorded (`data_sha256`, `tokenizer_sha256`) and the prepared data
-    `manifest` describes: 'data/train.jsonl and the tokenizer' (the files whose sha256 moved, then the tokenizer)."""
-    recorded, now = data_sha256 or {}, data_hashes(manifest)
-    changed = [p for p in sorted(set(recorded) | set(now)) if recorded.get(p) != now.get(p)]
-    if tokenizer_sha256 and tokenizer_sha256 != manifest["tokenizer_sha256"]:
-        changed.append("the tokenizer")
-    return " and ".join(changed) or "the prepared data"
-
-
-def recorded_data_changes(meta: dict, manifest: dict) -> str:
-    """`data_changes` against what meta.json recorded of the run's data."""
-    return data_changes(meta.get("data_sha256"), (meta.get("prepared_data") or {}).get("tokenizer_sha256"), manifest)
-
-
-def check_resume_layout(run: RunFolder, layout: dict) -> None:
-    """A resume keeps the process layout the run trained with (issue 21.3): another number of processes or
-    nodes, batch or accumulation trains on other batches (2 processes: twice the batch). ConfigError naming
-    both layouts, unless LEDSWEEP_ALLOW_LAYOUT_CHANGE=1 (train_baseline.py --allow-layout-change) asks for it;
-    each attempt's layout is in meta.json's attempt_history either way."""
-    previous = [a["layout"] for a in run.read_json(run.attempts, default=[]) if a.get("layout")]
-    if not previous:
-        return
-    was, now = previous[-1], {k: layout.get(k) for k in LAYOUT_RECORD}
-    if all(was.get(k) == now[k] for k in LAYOUT_KEYS):
-        return
-
-    def text(d: dict) -> str:
-        return (
-            f"{d['world_size']} process(es) on {d['num_nodes']} node(s), batch {d['per_device_train_batch_size']} "
-            f"x accumulation {d['gradient_accumulation_steps']} (effective {d['effective_batch_size']})"
-        )
-
-    if os.environ.get(ALLOW_LAYOUT_CHANGE) == "1":
-        log.warning("run %s resumes on another layout, as asked: %s, was %s", run.name, text(now), text(was))
-        return
-    raise ConfigError(
-        f"{run.path}: trained on {text(was)}, would resume on {text(now)}: another layout trains on other "
-        f"batches; resume on the same layout, start over (--overwrite), or pass --allow-layout-change"
-    )
-
-
-def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -> None:
-    """Resume never mixes data: the first attempt's data fingerprint must be today's.
-
-    On a change: refuse (DataChanged, naming what changed), or, when `restart_on_change` (the workflow
-    re-running train because its data changed; --overwrite), discard the resume state and start over."""
-    attempts = run.read_json(run.attempts, default=[])
-    first = next((a.get("data_fingerprint") for a in attempts if a.get("data_fingerprint")), None)
-    if first is None or first == manifest["fingerprint"] or not run.resume.is_dir():
-        return
-    # what the first attempt trained on: its own record (the workflow's meta.json is gone by now: Snakemake
-    # removes a train job's outputs before it runs, and every file read as changed), else meta.json's
-    first_record = next((a for a in attempts if a.get("data_sha256")), None)
-    if first_record:
-        what = data_changes(first_record["data_sha256"], first_record.get("tokenizer_sha256"), manifest)
-    else:
-        what = recorded_data_changes(run.read_json(run.meta, default={}), manifest)
-    if not restart_on_change:
-        raise DataChanged(
-            f"{run.path}: {what} changed since this run started (its resume checkpoints were trained on the old "
-            f"data); pass --overwrite to start it again from step 0, or restore the data"
-        )
-    log.warning("%s changed since %s started: discarding its resume state and starting from step 0", what, run.name)
-    shutil.rmtree(run.resume, ignore_errors=True)
-    run.meta.unlink(missing_ok=True)
-
-
-def _meta(
-    cfg: RunConfig, attempts: list[dict], env: dict, git: dict, manifest: dict, decoding: bool = True, **extra
-) -> dict:
+def _meta(record: RunRecord, attempts: list[dict], **extra) -> dict:
+    cfg, git, manifest = record.cfg, record.git, record.manifest
     files = manifest["data_files"]
     return {
         "run_name": cfg.run_name,
         "trained_by": cfg.run_name,
         "start_time": attempts[0]["start_time"],
-        **env,
+        **record.env,
         "slurm_job_ids": [a["slurm_job_id"] for a in attempts if a["slurm_job_id"]],
         "attempts": len(attempts),
         "attempt_history": attempts,
@@ -337,7 +114,7 @@ def _meta(
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         # the whole config (a training-only config has no decoding keys: the workflow's link step adds it)
-        "config_sha256": config_sha256(cfg) if decoding else None,
+        "config_sha256": config_sha256(cfg) if record.decoding else None,
         "train_config_sha256": train_config_sha256(cfg),
         "data_files": {split: f["path"] for split, f in files.items()},
         "data_sha256": data_hashes(manifest),  # hashed once, when prepared
@@ -347,6 +124,7 @@ def _meta(
             "tokenizer_sha256": manifest["tokenizer_sha256"],
             "rows": manifest["rows"],
         },
+        "precision": record.precision,
         **extra,
     }
 
@@ -421,24 +199,6 @@ class SeededLengthGroupedSampler:
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
-def load_prepared(prepared: Path, split: str, columns: tuple[str, ...] = ("input_ids", "labels")):
-    """A prepared split, memory-mapped from disk (None if the data has no such split)."""
-    import datasets
-
-    path = Path(prepared) / split
-    if not path.is_dir():
-        return None
-    return datasets.load_from_disk(str(path)).select_columns(list(columns))
-
-
-def load_tokenizer(prepared: Path):
-    from transformers import AutoTokenizer
-
-    from .prepare import TOKENIZER_DIR
-
-    return AutoTokenizer.from_pretrained(str(Path(prepared) / TOKENIZER_DIR))
-
-
 def _build_model(cfg: RunConfig, tok):
     """A new LED sized by the config, or the pretrained weights; seeded first: same seed -> same weights."""
     from transformers import enable_full_determinism, set_seed
@@ -507,16 +267,17 @@ def train(
     stop_after: int | None = None,
     restart_on_data_change: bool = False,
     decoding: bool = True,
+    callbacks: tuple = (),
 ) -> dict:
     """Train (or resume) the run on its prepared data; save the final model to `checkpoint/`; write meta.json.
 
     `stop_after`: checkpoint and stop after that optimizer step (TrainingInterrupted), for audit replays.
     `restart_on_data_change`: see `check_resume_data`. `decoding=False`: `cfg` is a `training_config`
-    (the workflow's train rule), whose decoding sections are placeholders."""
+    (the workflow's train rule), whose decoding sections are placeholders. `callbacks`: more TrainerCallbacks,
+    called after the run's own (bench/ times steps with one)."""
     from transformers.trainer_callback import PrinterCallback
 
-    from . import distributed
-    from .data import check_prepared, read_manifest
+    from .callbacks import MarkComplete, StepLog, StepLosses, StopOnSignal  # transformers: only when training
 
     distributed.init()
     threads = set_threads(cfg, threads)
@@ -525,33 +286,12 @@ def train(
     check_prepared(prepared, manifest)
     tok = load_tokenizer(prepared)
     model = _build_model(cfg, tok)
-    train_ds = load_prepared(prepared, "train")
-    eval_ds = load_prepared(prepared, "validation")
+    train_ds, eval_ds = load_prepared(prepared, "train"), load_prepared(prepared, "validation")
     layout = distributed.run_layout(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps)
-    env, git = {**provenance.environment(), **layout}, provenance.git_state()
-
-    # rank 0 alone reads and writes the run folder; the others get its resume decision (or its error)
-    setup: tuple[str, object] = ("ok", None)
-    if distributed.is_main():
-        try:
-            check_resume_data(run, manifest, restart_on_data_change)
-            resume_from = latest_checkpoint(run.resume)
-            if resume_from:
-                check_resume_layout(run, layout)
-            attempts = _attempts(cfg, run, resume_from, manifest, layout)
-            if git["diff"]:
-                atomic_write_text(run.path / "git.diff", git["diff"])
-            write_json(run.meta, _meta(cfg, attempts, env, git, manifest, decoding, precision=precision))
-            atomic_write_text(run.path / "requirements.txt", "\n".join(provenance.installed_packages()) + "\n")
-            setup = ("ok", str(resume_from) if resume_from else None)
-        except Exception as e:
-            distributed.share(("failed", f"{type(e).__name__} on rank 0: {e}"))
-            raise
-    kind, value = distributed.share(setup)
-    if kind == "failed":
-        raise RuntimeError(value)
-    resume_from = Path(value) if value else None
-
+    record = RunRecord(
+        cfg, {**provenance.environment(), **layout}, provenance.git_state(), manifest, decoding, precision
+    )
+    resume_from = _claim_attempt(run, record, layout, restart_on_data_change)
     trainer = trainer_class()(
         model=model,
         args=_training_args(cfg, run, precision, eval_ds is not None),
@@ -563,66 +303,99 @@ def train(
     set_threads(cfg, threads)  # again: accelerate's multi-CPU set-up may have changed it
     if cfg.training.group_by_length:  # one small column, read once (not the token ids)
         trainer.train_lengths = load_prepared(prepared, "train", ("length",))["length"]
-    from .callbacks import MarkComplete, StepLog, StepLosses, StopOnSignal
-
     step_losses, on_signal = StepLosses(run, trainer), StopOnSignal(stop_after, run.path / STOP_FILE)
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
-    for cb in (step_losses, StepLog(), on_signal, MarkComplete()):
+    for cb in (step_losses, StepLog(), on_signal, MarkComplete(), *callbacks):
         trainer.add_callback(cb)
     if distributed.is_main() and (why := distributed.uneven_epoch(len(train_ds), layout)):
         log.warning("run %s: %s", cfg.run_name, why)
     n_params = sum(p.numel() for p in model.parameters())
+    _log_start(cfg, n_params, len(train_ds), manifest["key"], precision, threads, layout, resume_from)
+    t0 = time.perf_counter()
+    result = _train_from(trainer, cfg, resume_from)
+    train_seconds = time.perf_counter() - t0
+    if on_signal.received:
+        _stopped(run, trainer, on_signal.received, train_seconds)
+    if not distributed.is_main():  # rank 0 saves the final weights and meta.json
+        return {}
+    return _finish(run, trainer, tok, step_losses, record, n_params, result, train_seconds)
+
+
+def _claim_attempt(run: RunFolder, record: RunRecord, layout: dict, restart_on_data_change: bool) -> Path | None:
+    """Rank 0 alone reads and writes the run folder: checks the resume (data, layout), records the attempt and
+    the provenance; the other ranks get its resume decision, or its error. The checkpoint to resume from."""
+    setup: tuple[str, object] = ("ok", None)
+    if distributed.is_main():
+        try:
+            check_resume_data(run, record.manifest, restart_on_data_change)
+            resume_from = latest_checkpoint(run.resume)
+            if resume_from:
+                check_resume_layout(run, layout)
+            attempts = record_attempt(record.cfg, run, resume_from, record.manifest, layout)
+            if record.git["diff"]:
+                atomic_write_text(run.path / "git.diff", record.git["diff"])
+            write_json(run.meta, _meta(record, attempts))
+            atomic_write_text(run.path / "requirements.txt", "\n".join(provenance.installed_packages()) + "\n")
+            setup = ("ok", str(resume_from) if resume_from else None)
+        except Exception as e:
+            distributed.share(("failed", f"{type(e).__name__} on rank 0: {e}"))
+            raise
+    kind, value = distributed.share(setup)
+    if kind == "failed":
+        raise RuntimeError(value)
+    return Path(value) if value else None
+
+
+def _log_start(cfg, n_params, examples, data_key, precision, threads, layout, resume_from) -> None:
+    processes = (
+        f", {layout['world_size']} processes on {layout['num_nodes']} node(s), effective batch "
+        f"{layout['effective_batch_size']}"
+        if layout["world_size"] > 1
+        else ""
+    )
     log.info(
         "run %s: %s, %.2fM parameters, %d train examples (prepared data %s), precision %s, %d threads%s%s",
         cfg.run_name,
         cfg.model.name,
         n_params / 1e6,
-        len(train_ds),
-        manifest["key"],
+        examples,
+        data_key,
         precision,
         threads,
-        f", {layout['world_size']} processes on {layout['num_nodes']} node(s), effective batch "
-        f"{layout['effective_batch_size']}"
-        if layout["world_size"] > 1
-        else "",
+        processes,
         f", resuming from {resume_from.name}" if resume_from else "",
     )
-    t0 = time.perf_counter()
+
+
+def _train_from(trainer, cfg: RunConfig, resume_from: Path | None):
+    """trainer.train(), resuming; a finished training is not trained again (its result is None)."""
     # Trainer.train() starts with a full gc.collect() (accelerate's free_memory): frozen, the ~0.4 M
     # objects of the imports are skipped (0.25 s per run on 2 CPU cores)
     gc.freeze()
     try:
-        if finished_training(resume_from, cfg.training.max_steps):  # a finished training is not trained again
+        if finished_training(resume_from, cfg.training.max_steps):
             log.info("run %s: %s is the end of training; nothing left to train", cfg.run_name, resume_from.name)
             load_finished(trainer, resume_from)
-            result = None
-        else:
-            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            return None
+        return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         gc.unfreeze()
-    train_seconds = time.perf_counter() - t0
-    if on_signal.received and not distributed.is_main():
-        raise TrainingInterrupted(f"{on_signal.received} at step {trainer.state.global_step}")
-    if on_signal.received:
-        attempts = run.read_json(run.attempts)
-        attempts[-1].update(
-            end_time=now_iso(),
-            stopped=on_signal.received,
-            stopped_at_step=trainer.state.global_step,
-            train_seconds=round(train_seconds, 3),
-        )
-        write_json(run.attempts, attempts)
-        raise TrainingInterrupted(
-            f"{on_signal.received} at step {trainer.state.global_step}: resume checkpoint saved in {run.resume}"
-        )
-    if not distributed.is_main():  # rank 0 saves the final weights and meta.json
-        return {}
-    return _finish(
-        cfg, run, trainer, tok, step_losses, (env, git, manifest, decoding), precision, n_params, result, train_seconds
+
+
+def _stopped(run: RunFolder, trainer, signal_name: str, train_seconds: float) -> None:
+    """A signal stopped training after a resume checkpoint: rank 0 records it in the attempt; every rank raises."""
+    step = trainer.state.global_step
+    if not distributed.is_main():
+        raise TrainingInterrupted(f"{signal_name} at step {step}")
+    attempts = run.read_json(run.attempts)
+    attempts[-1].update(
+        end_time=now_iso(), stopped=signal_name, stopped_at_step=step, train_seconds=round(train_seconds, 3)
     )
+    write_json(run.attempts, attempts)
+    raise TrainingInterrupted(f"{signal_name} at step {step}: resume checkpoint saved in {run.resume}")
 
 
-def _finish(cfg, run, trainer, tok, step_losses, provenance_args, precision, n_params, result, train_seconds):
+def _finish(run, trainer, tok, step_losses, record: RunRecord, n_params, result, train_seconds) -> dict:
     """After the last step: histories, the final checkpoint, and meta.json with its hashes."""
     history = trainer.state.log_history
     atomic_write_text(run.log_history, "".join(json.dumps(h) + "\n" for h in history))
@@ -635,10 +408,8 @@ def _finish(cfg, run, trainer, tok, step_losses, provenance_args, precision, n_p
     attempts[-1]["train_seconds"] = round(train_seconds, 3)
     write_json(run.attempts, attempts)
     meta = _meta(
-        cfg,
+        record,
         attempts,
-        *provenance_args,
-        precision=precision,
         num_parameters=n_params,
         global_step=trainer.state.global_step,
         final_train_loss=train_losses[-1] if train_losses else None,

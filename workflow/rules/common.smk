@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ledsweep.aggregate import metric_names
 from ledsweep.config import RUN_NAME_PATTERN, training_part
-from ledsweep.jobs import link_checkpoint
+from ledsweep.linking import link_checkpoint
 from ledsweep.data import DATA_KEY_PATTERN, data_keys
 from ledsweep.search import read_decision
 from ledsweep.sweep import (
@@ -15,10 +15,15 @@ from ledsweep.sweep import (
     SweepError,
     load_sweeps,
     trainers,
+    validate_workflow_config,
     write_run_config,
 )
 from snakemake.exceptions import WorkflowError
 
+try:  # JSON Schema (workflow/schemas/config.schema.yaml); errors name the sweep and key
+    validate_workflow_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
+except SweepError as e:
+    raise WorkflowError(str(e)) from None
 try:
     SWEEPS = load_sweeps(config, only=config.get("run_sweeps"))
 except SweepError as e:
@@ -163,6 +168,11 @@ def get_trained_meta(wildcards):
     return f"results/{TRAINED_BY[get_run(wildcards).name]}/trained/meta.json"
 
 
+def get_trained_dir(wildcards):
+    """The run's own trained/ folder (a halving rung trains there; not an output of the rung)."""
+    return f"results/{wildcards.run}/trained"
+
+
 def get_prepared_data(wildcards):
     """The run's prepared (tokenized) data, made by rule prepare_data."""
     return f"results/prepared/{RUN_DATA_KEY[get_run(wildcards).name]}"
@@ -214,7 +224,7 @@ def check_extra_metrics(sweep):
     hub metric in the evaluate module cache (a filesystem check: no `import evaluate`). Run by each train
     job's input function, so `snakemake -n` fails here while `snakemake -f .../prefetch.json` runs.
     """
-    from ledsweep.prefetch import missing_metrics
+    from ledsweep.metric_sources import missing_metrics
 
     missing = missing_metrics(r.config for r in SWEEPS[sweep].runs.values())
     if missing:

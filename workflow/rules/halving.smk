@@ -17,6 +17,7 @@ rule train_rung:
     threads: 2
     params:
         config=get_run_config,
+        trained=get_trained_dir,
     script:
         "../scripts/train_rung.py"
 

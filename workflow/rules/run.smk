@@ -47,7 +47,7 @@ rule prepare_data:
 # first run of each group that differs in generation.*/evaluation.* alone is trained. Resume
 # state lives in trained/resume/, not an output: a failed, timed-out or requeued job resumes.
 # Several GPUs or nodes: the resources (gpu, nodes, gres, ddp_procs; profiles/default/config.yaml)
-# make the job start torchrun, one process per GPU (ledsweep.distributed).
+# make the job start torchrun, one process per GPU (ledsweep.worker).
 rule train:
     input:
         prepared=get_prepared_data,

@@ -2,6 +2,9 @@
 
 import sys
 
-from ledsweep.halving import decision_job
+from ledsweep.jobs import decision_job
 
-sys.exit(decision_job(snakemake))  # noqa: F821 - `snakemake` is injected
+sm = snakemake  # noqa: F821 - `snakemake` is injected
+sys.exit(
+    decision_job(list(sm.input), sm.params.halving, sm.wildcards.sweep, int(sm.wildcards.rung), sm.output[0], sm.log[0])
+)

@@ -4,4 +4,5 @@ import sys
 
 from ledsweep.jobs import prepare_data_job
 
-sys.exit(prepare_data_job(snakemake))  # noqa: F821 - `snakemake` is injected
+sm = snakemake  # noqa: F821 - `snakemake` is injected
+sys.exit(prepare_data_job(sm.params.spec, sm.output[0], sm.log[0], sm.threads))

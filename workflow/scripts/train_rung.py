@@ -2,6 +2,13 @@
 
 import sys
 
-from ledsweep.halving import train_rung_job
+from ledsweep.jobs import train_rung_job
 
-sys.exit(train_rung_job(snakemake))  # noqa: F821 - `snakemake` is injected
+sm = snakemake  # noqa: F821 - `snakemake` is injected
+resources = dict(sm.resources.items())
+step = int(sm.wildcards.step)
+sys.exit(
+    train_rung_job(
+        sm.params.config, sm.output[0], step, sm.params.trained, sm.input.prepared, sm.log[0], sm.threads, resources
+    )
+)
