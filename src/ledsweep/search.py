@@ -44,10 +44,6 @@ class Halving:
     keep: float
     metric: str
 
-    def rung_of(self, step: int) -> int:
-        """1-based rung number of `step` (ValueError when it is not a rung)."""
-        return self.rungs.index(step) + 1
-
     def kept(self, entered: int) -> int:
         """How many of `entered` runs go on to the next rung."""
         return max(1, math.floor(self.keep * entered + 1e-9))
