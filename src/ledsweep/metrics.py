@@ -9,7 +9,8 @@ from concurrent.futures import ProcessPoolExecutor
 from numbers import Real
 from pathlib import Path
 
-from .config import ConfigError, is_local_path
+from .config import ConfigError
+from .schema import is_local_path
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

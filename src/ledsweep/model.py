@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import SCRATCH, ConfigError, RunConfig, is_local_path
+from .config import SCRATCH, ConfigError, RunConfig
+from .schema import is_local_path, position_limit_problems
 
 
 def check_model_source(cfg: RunConfig) -> None:
@@ -17,8 +18,6 @@ def check_model_source(cfg: RunConfig) -> None:
             raise ConfigError(f"model.name: {name} is not a model folder (no config.json)")
         return
     from transformers import AutoConfig
-
-    from .config import position_limit_problems
 
     try:
         mcfg = AutoConfig.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)

@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .config import SCRATCH, is_local_path
+from .config import SCRATCH
+from .schema import is_local_path
 
 log = logging.getLogger("ledsweep")
 
