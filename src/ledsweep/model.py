@@ -31,6 +31,17 @@ def check_model_source(cfg: RunConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
+def resolve_precision(precision: str) -> str:
+    """The training.precision a run uses here: auto = bf16 on a GPU that supports it, else fp32."""
+    import torch
+
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("training.precision: fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
+    return precision
+
+
 def build_scratch(cfg: RunConfig, tokenizer):
     from transformers import LEDConfig, LEDForConditionalGeneration
 

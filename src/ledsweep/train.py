@@ -20,6 +20,7 @@ from . import model as model_mod
 from . import provenance
 from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml, train_config_sha256
 from .distributed import STOP_FILE
+from .model import resolve_precision
 from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, sha256_file, write_json
 
 log = logging.getLogger("ledsweep")
@@ -165,16 +166,6 @@ def slurm_deadline() -> float | None:
 
 
 # ----------------------------------------------------------------------------- training
-def resolve_precision(precision: str) -> str:
-    import torch
-
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("training.precision: fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
-    return precision
-
-
 def set_threads(cfg: RunConfig, fallback: int | None = None) -> int:
     """torch threads: the config's num_threads, else `fallback` (the job's CPUs), else this process's CPUs
     (shared by the processes torchrun started on this node)."""
