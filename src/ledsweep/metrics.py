@@ -9,7 +9,9 @@ from concurrent.futures import ProcessPoolExecutor
 from numbers import Real
 from pathlib import Path
 
+from . import metrics_registry
 from .config import ConfigError
+from .prefetch import import_evaluate, metric_source, not_cached
 from .schema import is_local_path
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -172,7 +174,6 @@ class BertScore:
 # <name>.py, thin wrappers over the functions above), and any extra metric `evaluate` can load.
 # `import evaluate` costs 5-10 s (it imports transformers' pipelines): only these functions import it.
 MODULES = Path(__file__).with_name("metric_modules")
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 def module_path(name: str) -> str:
@@ -185,25 +186,10 @@ def module_path(name: str) -> str:
     return str(path)
 
 
-def import_evaluate():
-    """`evaluate`, offline when the hub is (jobs set HF_HUB_OFFLINE=1): cached modules load without any
-    network attempt (evaluate reads only its own HF_EVALUATE_OFFLINE)."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
-    if offline:
-        os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
-    import evaluate
-
-    if offline:
-        evaluate.config.HF_EVALUATE_OFFLINE = True
-    return evaluate
-
-
 def load_module(spec: str, **init_kwargs):
     """evaluate.load(spec) for an `evaluation.extra_metrics` entry or module_path(); in memory (no cache
     files of predictions). ConfigError naming the entry when there is no such module here: a local path
     that is missing, or a hub name not in the cache while offline."""
-    from .prefetch import metric_source, not_cached
-
     key = "evaluation.extra_metrics"
     kind, where = metric_source(spec)
     if kind == "missing":
@@ -230,8 +216,6 @@ def extra_metric_value(spec: str, result: dict):
     """The one number of an extra metric's result: the value under the metric's own name (meteor ->
     {'meteor': ...}), else under 'score' (sacrebleu, chrf, ter), else the only number it returns.
     ValueError naming the metric and its keys otherwise."""
-    from . import metrics_registry
-
     name = metrics_registry.extra_metric_name(spec)
     if not isinstance(result, dict):
         raise ValueError(f"evaluation.extra_metrics: {spec!r}: expected a dict of results, got {type(result).__name__}")
@@ -251,8 +235,6 @@ def extra_metric_value(spec: str, result: dict):
 def load_extra_metrics(specs) -> dict:
     """metric name -> loaded evaluate module, for each `evaluation.extra_metrics` entry (load before
     generating: a missing module fails the job at once)."""
-    from . import metrics_registry
-
     return {metrics_registry.extra_metric_name(s): (s, load_module(s)) for s in specs}
 
 

@@ -15,6 +15,20 @@ from .config import SCRATCH
 from .schema import is_local_path
 
 log = logging.getLogger("ledsweep")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def import_evaluate():
+    """`evaluate`, offline when the hub is (jobs set HF_HUB_OFFLINE=1): cached modules load without any
+    network attempt (evaluate reads only its own HF_EVALUATE_OFFLINE)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+    if offline:
+        os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+    import evaluate
+
+    if offline:
+        evaluate.config.HF_EVALUATE_OFFLINE = True
+    return evaluate
 
 
 def hub_names(configs: Iterable[dict]) -> dict[str, list]:
@@ -54,8 +68,6 @@ def prefetch(hub: dict[str, list]) -> dict:
         log.info("prefetched dataset %s (%s)", name, config_name)
         fetched["datasets"].append({"name": name, "config": config_name})
     if hub.get("metrics"):
-        from .metrics import import_evaluate
-
         evaluate = import_evaluate()
         for name in hub["metrics"]:
             evaluate.load(name)  # the module into HF_MODULES_CACHE, and what it downloads (e.g. nltk data)
