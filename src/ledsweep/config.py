@@ -282,6 +282,7 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+# ----------------------------------------------------------------------------- validation and resolution
 def validate_dict(data: Any, source: str = "config") -> None:
     """Validate a raw run-config mapping against the run schema; raise one ConfigError listing all problems."""
     import jsonschema
