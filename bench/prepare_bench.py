@@ -96,7 +96,7 @@ def make_local_model(folder: Path, train_file: str) -> str:
     sys.path.insert(0, str(REPO / "src"))
     from transformers import LEDConfig, LEDForConditionalGeneration
 
-    from ledsweep.prepare import train_bpe_tokenizer
+    from ledsweep.tokenization import train_bpe_tokenizer
 
     with open(train_file) as f:
         texts = [json.loads(line)["document"] for _, line in zip(range(2000), f)]

@@ -22,6 +22,7 @@ from conftest import PY, REPO, TINY, run_cli, write_config
 
 from ledsweep import cli
 from ledsweep import config as C
+from ledsweep import schema as S
 from ledsweep.errors import report_unexpected
 from ledsweep.run import check_recorded_config
 from ledsweep.runfolder import RunFolder, RunFolderError, RunLock, RunLocked, check_run_location
@@ -143,8 +144,8 @@ def test_concurrent_runs_on_one_folder_one_refused_and_a_kill_never_blocks(tmp_p
 
 
 # ----------------------------------------------------------------------------- 2. values that failed later
-INT_KEYS = [k for k, t in C._leaf_types().items() if "integer" in t]
-NUMBER_KEYS = [k for k, t in C._leaf_types().items() if "integer" in t or "number" in t]
+INT_KEYS = [k for k, t in C.leaf_types().items() if "integer" in t]
+NUMBER_KEYS = [k for k, t in C.leaf_types().items() if "integer" in t or "number" in t]
 
 
 @pytest.mark.parametrize("key", INT_KEYS)
@@ -169,19 +170,19 @@ def test_seed_range_is_numpys():
     import numpy as np
     import torch
 
-    assert C.from_dict(tiny_dict(seed=C.SEED_MAX)).seed == C.SEED_MAX
-    np.random.seed(C.SEED_MAX)
-    torch.manual_seed(C.SEED_MAX)  # the largest accepted seed works in both
+    assert C.from_dict(tiny_dict(seed=S.SEED_MAX)).seed == S.SEED_MAX
+    np.random.seed(S.SEED_MAX)
+    torch.manual_seed(S.SEED_MAX)  # the largest accepted seed works in both
     with pytest.raises(ValueError):
-        np.random.seed(C.SEED_MAX + 1)
+        np.random.seed(S.SEED_MAX + 1)
     with pytest.raises(C.ConfigError, match="seed: expected a value <= 4294967295"):
-        C.from_dict(tiny_dict(seed=C.SEED_MAX + 1))
+        C.from_dict(tiny_dict(seed=S.SEED_MAX + 1))
 
 
 def test_optimizer_names_are_transformers_own():
     from transformers.training_args import OptimizerNames
 
-    assert sorted(C.OPTIMIZERS) == sorted(o.value for o in OptimizerNames)
+    assert sorted(S.OPTIMIZERS) == sorted(o.value for o in OptimizerNames)
     with pytest.raises(C.ConfigError, match="training.optim: unknown optimizer 'adam_w'"):
         C.from_dict(tiny_dict(**{"training.optim": "adam_w"}))
 
@@ -273,9 +274,9 @@ def test_failure_outside_a_run_folder_ends_with_one_line(capsys):
 # ----------------------------------------------------------------------------- 4. '~' in paths
 def test_tilde_is_expanded_in_every_path_key_once(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
-    data = tiny_dict(**{k: f"~/{k}" for k in C.PATH_KEYS})
+    data = tiny_dict(**{k: f"~/{k}" for k in S.PATH_KEYS})
     cfg = C.from_dict(data)
-    for key in C.PATH_KEYS:
+    for key in S.PATH_KEYS:
         assert C.get_dotted(cfg.to_dict(), key) == f"{tmp_path}/{key}", key
     assert cfg.run_dir == tmp_path / "output_dir" / "tiny_run"
     again = C.from_dict(cfg.to_dict())

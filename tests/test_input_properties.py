@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from ledsweep import config as C
+from ledsweep import schema as S
 from ledsweep.sweep import SweepError, format_value, load_sweeps
 
 LEAVES = C.schema_leaf_paths()
@@ -85,7 +86,7 @@ def valid_value(key: str) -> st.SearchStrategy:
         options.append(st.floats(low, high, exclude_min="exclusiveMinimum" in prop))
     if "string" in kinds:
         options.append(
-            st.sampled_from(C.OPTIMIZERS)
+            st.sampled_from(S.OPTIMIZERS)
             if key == "training.optim"
             else st.sampled_from(["scratch", "document", "summary", "data/x.jsonl", "~/x.jsonl", "org/model"])
         )
@@ -105,12 +106,12 @@ def plausible(key: str) -> st.SearchStrategy:
         low = prop.get("minimum", 0)
         options += [st.integers(low - 1, low + 64), st.integers(low, low + 64).map(float)]
         if key == "seed":
-            options.append(st.sampled_from([C.SEED_MAX, C.SEED_MAX + 1, 2**63]))
+            options.append(st.sampled_from([S.SEED_MAX, S.SEED_MAX + 1, 2**63]))
     if "number" in kinds:
         options.append(st.floats(-1.0, 2.0, allow_nan=False))
     if "string" in kinds and "enum" not in prop:
         if key == "training.optim":
-            options.append(st.sampled_from([*C.OPTIMIZERS[:8], "adamw", "AdamW", "adamw_torch "]))
+            options.append(st.sampled_from([*S.OPTIMIZERS[:8], "adamw", "AdamW", "adamw_torch "]))
         options.append(st.sampled_from(ODD_STRINGS))
     if "boolean" in kinds:
         options.append(st.booleans())
@@ -156,21 +157,21 @@ def assert_sane(cfg: C.RunConfig) -> None:
     """What validation promises about an accepted config (so it cannot fail later on these grounds)."""
     flat = {k: C.get_dotted(cfg.to_dict(), k) for k in KEYS}
     for key, value in flat.items():
-        kinds = C._leaf_types()[key]
+        kinds = C.leaf_types()[key]
         if value is None:
             assert "null" in kinds, key
         elif "integer" in kinds:
-            assert type(value) is int and abs(value) <= C.INT_MAX, (key, value)
+            assert type(value) is int and abs(value) <= S.INT_MAX, (key, value)
         elif "number" in kinds:
             assert type(value) in (int, float) and math.isfinite(value), (key, value)
         elif "string" in kinds:
             assert isinstance(value, str) and "\x00" not in value, (key, value)
-    assert 0 <= cfg.seed <= C.SEED_MAX
-    assert cfg.training.optim in C.OPTIMIZERS
+    assert 0 <= cfg.seed <= S.SEED_MAX
+    assert cfg.training.optim in S.OPTIMIZERS
     hints = typing.get_type_hints(C.TrainingConfig)
     assert cfg.training.lr_scheduler_type in typing.get_args(hints["lr_scheduler_type"])
-    assert C.check_run_name(cfg.run_name) is None
-    assert not any(isinstance(flat[k], str) and flat[k].startswith("~") for k in C.PATH_KEYS)
+    assert S.check_run_name(cfg.run_name) is None
+    assert not any(isinstance(flat[k], str) and flat[k].startswith("~") for k in S.PATH_KEYS)
     # what config.yaml holds reads back to the same config
     assert C.from_dict(yaml.load(C.dump_yaml(cfg.to_dict()), Loader=C._StrictLoader)) == cfg
 

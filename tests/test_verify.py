@@ -19,8 +19,9 @@ from conftest import copy_tree, run_cli
 from workflow_helpers import LOCAL, jobs_run, snakemake
 
 from ledsweep.config import config_sha256, dump_yaml, load_config
+from ledsweep.drift import Difference
 from ledsweep.runfolder import sha256_file
-from ledsweep.verify import Difference, Tolerance, compare_number, compare_step_losses, decide, verify_run
+from ledsweep.verify import Tolerance, compare_number, compare_step_losses, decide, verify_run
 
 
 # ----------------------------------------------------------------------------- helpers

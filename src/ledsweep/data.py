@@ -103,10 +103,6 @@ def data_keys(runs: dict) -> tuple[dict[str, str], dict[str, dict]]:
     return run_key, specs
 
 
-def prepared_path(root: str | Path, spec: dict) -> Path:
-    return Path(root) / data_key(spec)
-
-
 def failure_path(prepared: str | Path) -> Path:
     """Where a failed preparation says why (beside the folder: Snakemake removes a failed job's outputs);
     the tables read it for the runs that needed that data."""

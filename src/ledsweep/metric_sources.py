@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+_TRUE = {"1", "ON", "YES", "TRUE"}  # how HF reads a boolean environment variable
+
 _HUB_TYPES = ("metric", "comparison", "measurement")
 
 
@@ -94,6 +96,3 @@ def import_evaluate():
 
 def prefetch_hint(sweep: str = "<sweep>") -> str:
     return f"snakemake --profile <profile> -f results/sweeps/{sweep}/prefetch.json"
-
-
-_TRUE = {"1", "ON", "YES", "TRUE"}

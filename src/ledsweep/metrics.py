@@ -10,8 +10,9 @@ from numbers import Real
 from pathlib import Path
 
 from . import metrics_registry
-from .config import ConfigError, is_local_path
+from .config import ConfigError
 from .metric_sources import import_evaluate, metric_source, not_cached, prefetch_hint
+from .schema import is_local_path
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

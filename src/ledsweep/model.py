@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import SCRATCH, ConfigError, RunConfig, is_local_path
+from .config import SCRATCH, ConfigError, RunConfig
+from .schema import is_local_path, position_limit_problems
 
 
 def check_model_source(cfg: RunConfig) -> None:
@@ -19,8 +20,6 @@ def check_model_source(cfg: RunConfig) -> None:
         return
     from transformers import AutoConfig
 
-    from .config import position_limit_problems
-
     try:
         mcfg = AutoConfig.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as e:
@@ -31,6 +30,17 @@ def check_model_source(cfg: RunConfig) -> None:
     problems = position_limit_problems(cfg, (limits, f"the config of {name}")) if limits else []
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def resolve_precision(precision: str) -> str:
+    """The training.precision a run uses here: auto = bf16 on a GPU that supports it, else fp32."""
+    import torch
+
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("training.precision: fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
+    return precision
 
 
 def build_scratch(cfg: RunConfig, tokenizer):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from .config import SCRATCH, is_local_path
+from .config import SCRATCH
 from .metric_sources import cached_metric_module, evaluate_modules_cache, import_evaluate, metric_source
+from .schema import is_local_path
 
 log = logging.getLogger("ledsweep")
 

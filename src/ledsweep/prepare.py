@@ -7,7 +7,8 @@ Memory is bounded by the batch, not the corpus: `load_dataset` converts each fil
 `Dataset.map(batched=True)` tokenizes 256 documents at a time in `num_proc` processes, and the
 result is written with `save_to_disk` and read back memory-mapped. The fast tokenizer tokenizes a whole
 document before truncating, so the untruncated length comes for free: it is kept (`source_length`) for
-the manifest's percentiles and truncation share.
+the manifest's percentiles and truncation share. The tokenizer and the tokenizing are in
+ledsweep.tokenization; this module reads the splits, checks them and writes the folder and its manifest.
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ from .data import (
     source_state,
 )
 from .runfolder import now_iso, sha256_file, write_json
+from .tokenization import (
+    MAP_BATCH,
+    check_texts,
+    length_stats,
+    tokenize_split,
+    tokenizer_sample,
+    tokenizer_sha256,
+    train_bpe_tokenizer,
+)
 
 log = logging.getLogger("ledsweep")
-
-TOKENIZER_SAMPLE_SEED = 0  # fixed: every seed of a sweep shares one tokenizer
-MAP_BATCH = 256  # documents per tokenizer call: bounds the memory of a batch of 16k-token documents
-SMALL_SPLIT = 2000  # fewer rows than this: tokenize in one process (starting workers costs more)
 
 
 # ----------------------------------------------------------------------------- reading the splits
@@ -132,57 +138,17 @@ def _check_columns(ds, spec: dict, split: str) -> None:
 
 
 # ----------------------------------------------------------------------------- tokenizer
-def _tokenizer_sample(ds, n: int):
-    """At most n rows of the training split: all of them in order, or a seeded sample in file order."""
-    if len(ds) <= n:
-        return ds
-    import numpy as np
-
-    rng = np.random.default_rng(TOKENIZER_SAMPLE_SEED)
-    return ds.select(np.sort(rng.choice(len(ds), size=n, replace=False)))
-
-
-def train_bpe_tokenizer(batches, vocab_size: int, max_length: int):
-    """A byte-level BPE tokenizer trained offline from an iterator of text batches (deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(batches, trainer=trainer)
-    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        model_max_length=max_length,
-    )
-
-
 def _build_tokenizer(spec: dict, train_ds):
+    """The spec's tokenizer: trained on the training split (scratch) or loaded; ConfigError naming the key."""
     tok_spec = spec["tokenizer"]
     if "scratch" in tok_spec:
-        sample = _tokenizer_sample(train_ds, tok_spec["scratch"]["train_samples"])
+        sample = tokenizer_sample(train_ds, tok_spec["scratch"]["train_samples"])
         text, summary = spec["text_column"], spec["summary_column"]
 
         def batches():  # documents first, then summaries, MAP_BATCH rows at a time
             for col in (text, summary):
                 for i in range(0, len(sample), MAP_BATCH):
-                    yield _texts(sample[i : i + MAP_BATCH][col], col, i)
+                    yield check_texts(sample[i : i + MAP_BATCH][col], col, i)
 
         try:
             return train_bpe_tokenizer(batches(), tok_spec["scratch"]["vocab_size"], spec["max_source_length"])
@@ -198,119 +164,12 @@ def _build_tokenizer(spec: dict, train_ds):
         ) from None
 
 
-def tokenizer_sha256(tokenizer_dir: str | Path) -> str:
-    """sha256 over the tokenizer's files (names and bytes), in name order."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for path in sorted(Path(tokenizer_dir).iterdir()):
-        if path.is_file():
-            h.update(path.name.encode() + b"\0")
-            h.update(bytes.fromhex(sha256_file(path)))
-    return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------- tokenization
-def _encode(tok, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
-    """Truncated ids (with special tokens, exactly what `tok(texts, max_length=..., truncation=True)` gives)
-    and the untruncated length of each text, from one pass of the Rust tokenizer: the truncated-off
-    pieces stay Rust objects that are only counted, never turned into Python lists."""
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:  # a slow tokenizer: two passes
-        full = tok(texts, return_attention_mask=False)["input_ids"]
-        ids = tok(texts, max_length=max_length, truncation=True, return_attention_mask=False)["input_ids"]
-        return ids, [len(x) for x in full]
-    backend = _truncating(backend, max_length)
-    special = tok.num_special_tokens_to_add()
-    ids, lengths = [], []
-    for enc in backend.encode_batch(texts):
-        ids.append(enc.ids)
-        lengths.append(len(enc) + sum(len(o) - special for o in enc.overflowing))
-    return ids, lengths
-
-
-_TRUNCATING: dict = {}
-
-
-def _truncating(backend, max_length: int):
-    """A copy of the tokenizer's Rust backend that truncates at max_length (the original is left as is)."""
-    key = (id(backend), max_length)
-    if key not in _TRUNCATING:
-        import copy
-
-        clone = copy.deepcopy(backend)
-        clone.no_padding()
-        clone.enable_truncation(max_length)
-        _TRUNCATING[key] = clone
-    return _TRUNCATING[key]
-
-
-def _texts(values: list, column: str, offset: int = 0) -> list:
-    """The batch's values of a text column; ValueError naming the first row that is not text."""
-    bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
-    if bad is not None:
-        raise ValueError(f"row {offset + bad + 1}: column '{column}' holds {values[bad]!r}, expected text")
-    return values
-
-
 def _split_key(spec: dict, split: str) -> str:
     return f"data.{split}_file" if split in spec["files"] else "data.dataset_name"
 
 
 def _split_source(spec: dict, split: str) -> str:
     return spec["files"].get(split) or f"{spec['dataset_name']}:{split}"
-
-
-def _tokenize_batch(batch: dict, indices: list[int], tok, spec: dict, keep_reference: bool) -> dict:
-    text_col, summ_col = spec["text_column"], spec["summary_column"]
-    for col in (text_col, summ_col):
-        _texts(batch[col], col, indices[0])
-    ids, src_len = _encode(tok, batch[text_col], spec["max_source_length"])
-    labels, tgt_len = _encode(tok, batch[summ_col], spec["max_target_length"])
-    out = {
-        "input_ids": ids,
-        "labels": labels,
-        "length": [len(x) for x in ids],
-        "source_length": src_len,
-        "target_length": tgt_len,
-    }
-    if keep_reference:
-        out["reference"] = batch[summ_col]
-    return out
-
-
-def _tokenize_split(ds, tok, spec: dict, split: str, num_proc: int, cache: Path):
-    from functools import partial
-
-    procs = num_proc if len(ds) >= SMALL_SPLIT else 1
-    return ds.map(
-        partial(_tokenize_batch, tok=tok, spec=spec, keep_reference=split in ("validation", "test")),
-        batched=True,
-        batch_size=MAP_BATCH,
-        num_proc=procs if procs > 1 else None,
-        with_indices=True,
-        remove_columns=ds.column_names,
-        desc=f"tokenize {split}",
-        cache_file_name=str(cache / f"tokenized-{split}.arrow"),  # a temp file: save_to_disk keeps the copy
-    )
-
-
-def _length_stats(ds, max_length: int, column: str) -> dict:
-    import numpy as np
-
-    lengths = np.asarray(ds.with_format("numpy")[column])
-    if lengths.size == 0:
-        return {}
-    p = np.percentile(lengths, [50, 90, 99])
-    return {
-        "tokens": int(lengths.sum()),
-        "mean": round(float(lengths.mean()), 1),
-        "p50": int(p[0]),
-        "p90": int(p[1]),
-        "p99": int(p[2]),
-        "max": int(lengths.max()),
-        "truncated_share": round(float((lengths > max_length).mean()), 6),
-    }
 
 
 # ----------------------------------------------------------------------------- the whole step
@@ -365,7 +224,7 @@ def _build(spec: dict, out: Path, num_proc: int) -> dict:
     for split, ds in splits.items():
         t1 = time.perf_counter()
         try:
-            tokenized = _tokenize_split(ds, tok, spec, split, num_proc, cache)
+            tokenized = tokenize_split(ds, tok, spec, split, num_proc, cache)
         except ValueError as e:
             raise ConfigError(f"{_split_key(spec, split)}: {_split_source(spec, split)}: {e}") from None
         with _quiet_datasets():
@@ -373,8 +232,8 @@ def _build(spec: dict, out: Path, num_proc: int) -> dict:
         dt = time.perf_counter() - t1
         rows[split] = len(tokenized)
         stats[split] = {
-            "source": _length_stats(tokenized, spec["max_source_length"], "source_length"),
-            "target": _length_stats(tokenized, spec["max_target_length"], "target_length"),
+            "source": length_stats(tokenized, spec["max_source_length"], "source_length"),
+            "target": length_stats(tokenized, spec["max_target_length"], "target_length"),
         }
         s = stats[split]["source"]
         log.info(

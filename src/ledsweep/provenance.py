@@ -1,4 +1,4 @@
-"""What a run ran on: host, device, Slurm job, versions, git state, data hashes (for meta.json)."""
+"""What a run ran on: host, device, Slurm job, versions, git state (for meta.json)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-
-from .runfolder import sha256_file
 
 PACKAGES = (
     "torch",
@@ -97,7 +95,3 @@ def environment() -> dict:
         "command": [sys.executable, *sys.argv],
         "cwd": os.getcwd(),
     }
-
-
-def data_hashes(files: dict[str, str]) -> dict[str, str]:
-    return {path: sha256_file(path) for path in files.values()}

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import ConfigError
+from .runfolder import atomic_write_text
+from .schema import is_number
 
 METHODS = ("sobol", "random")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
@@ -43,10 +45,6 @@ class Halving:
     rungs: tuple[int, ...]  # training steps at each rung, increasing; the last is training.max_steps
     keep: float
     metric: str
-
-    def rung_of(self, step: int) -> int:
-        """1-based rung number of `step` (ValueError when it is not a rung)."""
-        return self.rungs.index(step) + 1
 
     def kept(self, entered: int) -> int:
         """How many of `entered` runs go on to the next rung."""
@@ -80,10 +78,6 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _check_dimension(where: str, value: Any) -> tuple[str, Any]:
     expected = "one of {loguniform: [low, high]}, {uniform: [low, high]}, {int: [low, high]}, {choice: [a, b, ...]}"
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
@@ -93,7 +87,12 @@ def _check_dimension(where: str, value: Any) -> tuple[str, Any]:
         if not isinstance(arg, list) or not arg:
             raise SearchError(f"{where}.choice: expected a non-empty list of values, got {arg!r}")
         return kind, list(arg)
-    if not isinstance(arg, list) or len(arg) != 2 or not all(map(_is_number, arg)) or not arg[0] < arg[1]:
+    if (
+        not isinstance(arg, list)
+        or len(arg) != 2
+        or not all(is_number(x) and math.isfinite(x) for x in arg)
+        or not arg[0] < arg[1]
+    ):
         raise SearchError(f"{where}.{kind}: expected [low, high] with low < high, got {arg!r}")
     if kind == "int" and not all(map(_is_int, arg)):
         whole = all(float(x).is_integer() for x in arg)  # [1.0, 4.0]: YAML floats, whole numbers all the same
@@ -131,8 +130,6 @@ def _sobol(dims: int, m: int, seed: int) -> list[list[float]]:
 
     points = qmc.Sobol(d=dims, scramble=True, rng=seed).random_base2(m).tolist()
     try:
-        from .runfolder import atomic_write_text
-
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(points))
     except OSError:  # a read-only home: draw again next time
@@ -188,7 +185,7 @@ def check_halving(sweep: str, spec: Any, metrics: tuple[str, ...]) -> Halving:
             f"(the last is the full budget), got {rungs!r}"
         )
     keep = spec.get("keep", 0.5)
-    if not _is_number(keep) or not 0 < keep < 1:
+    if not is_number(keep) or not 0 < keep < 1:  # NaN and inf fail the range
         raise SearchError(f"{where}.keep: expected the share of runs that go on, in (0, 1), got {keep!r}")
     metric = spec.get("metric", "rougeL")
     if metric not in metrics:

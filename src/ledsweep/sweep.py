@@ -25,19 +25,27 @@ from typing import Any
 
 from . import metrics_registry, search
 from .config import (
+    DECODING_SECTIONS,
     IDENTITY_KEYS,
     ConfigError,
+    DataConfig,
+    EvaluationConfig,
+    GenerationConfig,
+    ModelConfig,
     RunConfig,
-    check_run_name,
+    TrainingConfig,
     check_semantics,
-    check_value,
+    dump_yaml,
     from_dict,
+    leaf_types,
     load_yaml,
     resolve_value,
     run_schema,
     schema_leaf_paths,
     set_dotted,
 )
+from .runfolder import atomic_write_text
+from .schema import check_run_name, check_value, schema_error_message
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 # short names for common keys in run names; other keys use their last component
@@ -122,7 +130,7 @@ def _check_values(sweep: str, section: str, key: str, values: Any, leaves: dict,
         errors = list(validators[key].iter_errors(v))
         if errors:
             raise SweepError(f"sweep '{sweep}': {section}.{key}: value {v!r}: {errors[0].message}")
-        if problem := check_value(key, v):  # the run config's own rules (config.check_value)
+        if problem := check_value(key, v, leaf_types()[key]):  # the run config's own rules
             raise SweepError(f"sweep '{sweep}': {section}.{problem}")
 
 
@@ -152,17 +160,7 @@ class _Shape:
 
 def _check_spec(name: str, spec: Any) -> _Shape:
     """The sweep's shape and every swept (or sampled) value, or SweepError."""
-    if not SWEEP_NAME.match(name):
-        raise SweepError(f"sweep '{name}': name must match {SWEEP_NAME.pattern}")
-    if not isinstance(spec, dict):
-        raise SweepError(f"sweep '{name}': expected a mapping with 'base' and 'grid' (or 'sample')")
-    unknown = set(spec) - set(SPEC_KEYS)
-    if unknown:
-        raise SweepError(f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: {', '.join(SPEC_KEYS[:-1])}")
-    if "base" not in spec or ("grid" not in spec and "sample" not in spec):
-        raise SweepError(
-            f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values) or 'sample'"
-        )
+    _check_outline(name, spec)
     leaves, validators = schema_leaf_paths(run_schema()), {}
     grid, zipped, fixed = spec.get("grid", {}), spec.get("zip") or {}, spec.get("set") or {}
     for section, mapping in (("grid", grid), ("zip", zipped), ("set", fixed)):
@@ -171,15 +169,8 @@ def _check_spec(name: str, spec: Any) -> _Shape:
         for key, values in mapping.items():
             _check_key(name, section, key, leaves)
             _check_values(name, section, key, [values] if section == "set" else values, leaves, validators)
-    samples, n, space = [{}], 0, {}
     try:
-        if "sample" in spec:
-            method, n, seed, space = search.check_sample(name, spec["sample"])
-            for key in space:
-                _check_key(name, "sample.space", key, leaves)
-            samples = search.sample_points(method, n, seed, space)
-            for key in space:  # every sampled value is checked like a grid value
-                _check_values(name, "sample.space", key, [p[key] for p in samples], leaves, validators)
+        samples, n, space = _check_sample(name, spec, leaves, validators)
         metric = spec.get("primary_metric", "rougeL")
         if metric not in metrics_registry.names():
             raise SweepError(
@@ -195,16 +186,49 @@ def _check_spec(name: str, spec: Any) -> _Shape:
     if len({len(v) for v in zipped.values()}) > 1:
         raise SweepError(f"sweep '{name}': zip: every list must have the same length")
     if halving is not None:
-        budget = "training.max_steps"
-        if any(budget in keys for section, keys in sections.items() if section != "set"):
-            raise SweepError(f"sweep '{name}': halving: {budget} cannot be swept (halving.rungs[-1] is the budget)")
-        if fixed.get(budget, halving.rungs[-1]) != halving.rungs[-1]:
-            raise SweepError(
-                f"sweep '{name}': set.{budget} is {fixed[budget]} but halving.rungs ends at {halving.rungs[-1]} "
-                f"(the full budget): leave {budget} out of set"
-            )
-        fixed = {**fixed, budget: halving.rungs[-1]}
+        fixed = _halving_budget(name, halving, sections, fixed)
     return _Shape(grid, zipped, fixed, metric, samples, n, halving)
+
+
+def _check_outline(name: str, spec: Any) -> None:
+    """The sweep's name and top-level keys."""
+    if not SWEEP_NAME.match(name):
+        raise SweepError(f"sweep '{name}': name must match {SWEEP_NAME.pattern}")
+    if not isinstance(spec, dict):
+        raise SweepError(f"sweep '{name}': expected a mapping with 'base' and 'grid' (or 'sample')")
+    unknown = set(spec) - set(SPEC_KEYS)
+    if unknown:
+        raise SweepError(f"sweep '{name}': unknown keys {sorted(unknown)}; allowed: {', '.join(SPEC_KEYS[:-1])}")
+    if "base" not in spec or ("grid" not in spec and "sample" not in spec):
+        raise SweepError(
+            f"sweep '{name}': needs 'base' (a run config file) and 'grid' (key -> list of values) or 'sample'"
+        )
+
+
+def _check_sample(name: str, spec: dict, leaves: dict, validators: dict) -> tuple[list[dict], int, dict]:
+    """(sampled points, n, space) of `sample:`; ([{}], 0, {}) without one. SearchError when invalid."""
+    if "sample" not in spec:
+        return [{}], 0, {}
+    method, n, seed, space = search.check_sample(name, spec["sample"])
+    for key in space:
+        _check_key(name, "sample.space", key, leaves)
+    samples = search.sample_points(method, n, seed, space)
+    for key in space:  # every sampled value is checked like a grid value
+        _check_values(name, "sample.space", key, [p[key] for p in samples], leaves, validators)
+    return samples, n, space
+
+
+def _halving_budget(name: str, halving: search.Halving, sections: dict[str, set], fixed: dict) -> dict:
+    """`fixed` with training.max_steps set to the last rung (the full budget), which nothing may sweep."""
+    budget = "training.max_steps"
+    if any(budget in keys for section, keys in sections.items() if section != "set"):
+        raise SweepError(f"sweep '{name}': halving: {budget} cannot be swept (halving.rungs[-1] is the budget)")
+    if fixed.get(budget, halving.rungs[-1]) != halving.rungs[-1]:
+        raise SweepError(
+            f"sweep '{name}': set.{budget} is {fixed[budget]} but halving.rungs ends at {halving.rungs[-1]} "
+            f"(the full budget): leave {budget} out of set"
+        )
+    return {**fixed, budget: halving.rungs[-1]}
 
 
 def _base_config(name: str, spec: dict, fixed: dict, cache: dict) -> dict:
@@ -312,8 +336,6 @@ def _check_halving_config(name: str, config: dict, halving: search.Halving) -> N
 
 
 def _as_config(resolved: dict) -> RunConfig:
-    from .config import DataConfig, EvaluationConfig, GenerationConfig, ModelConfig, TrainingConfig
-
     sections = {
         "model": ModelConfig,
         "data": DataConfig,
@@ -328,8 +350,6 @@ def trainers(sweep: Sweep) -> dict[str, str]:
     """run -> the run that trains for it: the first (by name) of the runs whose configs differ only in
     decoding keys (generation.*, evaluation.*). Every other run of the group shares its trained model.
     In a halving sweep every run trains itself (its rungs are measured with its own decoding)."""
-    from .config import DECODING_SECTIONS
-
     if sweep.halving:  # each run is measured, and stopped or kept, on its own
         return {name: name for name in sweep.runs}
     first: dict[str, str] = {}
@@ -382,8 +402,6 @@ def validate_workflow_config(config: dict, schema_path) -> None:
     """JSON-Schema validation with messages that name the sweep and key (sweeps.<name>.grid.<key>: ...)."""
     import jsonschema
 
-    from .config import schema_error_message
-
     schema = load_yaml(schema_path)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path)))
     if errors:
@@ -392,9 +410,6 @@ def validate_workflow_config(config: dict, schema_path) -> None:
 
 def write_run_config(config: dict, path: str, log: str) -> None:
     """rule run_config (a `run:` block: no Python start per run): resolved config -> config.yaml, atomically."""
-    from .config import dump_yaml
-    from .runfolder import atomic_write_text
-
     cfg = from_dict(config, source=path)
     atomic_write_text(path, dump_yaml(cfg.to_dict()))
     with open(log, "w") as f:

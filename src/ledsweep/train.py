@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import distributed, provenance
 from . import model as model_mod
-from .config import SCRATCH, ConfigError, RunConfig, config_sha256, train_config_sha256
+from .config import SCRATCH, RunConfig, config_sha256, train_config_sha256
 from .data import (
     check_prepared,
     data_hashes,
@@ -23,7 +23,7 @@ from .data import (
 )
 from .distributed import STOP_FILE
 from .errors import TrainingInterrupted
-from .model import set_threads
+from .model import resolve_precision, set_threads
 from .resume import (
     check_resume_data,
     check_resume_layout,
@@ -44,14 +44,6 @@ log = logging.getLogger("ledsweep")
 
 
 # ----------------------------------------------------------------------------- training
-def resolve_precision(precision: str) -> str:
-    import torch
-
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("training.precision: fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
-    return precision
 
 
 def collator(tokenizer, model):

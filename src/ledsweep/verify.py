@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -49,31 +48,13 @@ from typing import Any
 
 import yaml
 
-from . import provenance
-from .config import ConfigError, config_sha256, dump_yaml, load_config, load_yaml, set_dotted
-from .runfolder import RunFolder, read_jsonl, sha256_file
+from .config import ConfigError, dump_yaml, get_dotted, load_config, load_yaml, set_dotted
+from .drift import Difference, VerifyError, check_drift, open_run, read_record
+from .runfolder import RunFolder, read_jsonl
 
 VERDICTS = ("identical", "within tolerance", "differs")
 EXIT_CANNOT_VERIFY = 3
 DEFAULT_STEPS = 20
-
-
-class VerifyError(RuntimeError):
-    """The run cannot be verified; the message names the path and the reason."""
-
-
-@dataclass
-class Difference:
-    """One field that differs between the record and now."""
-
-    field: str  # e.g. config_sha256, data.train_file, versions.torch, step_losses, metrics.rougeL
-    recorded: Any
-    now: Any
-    kind: str  # input | code | environment | layout | result
-    severity: str  # differs | within tolerance | info (listed; the replay decides)
-    detail: str = ""
-    abs_diff: float | None = None
-    rel_diff: float | None = None
 
 
 @dataclass
@@ -151,153 +132,6 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-# ----------------------------------------------------------------------------- drift
-def open_run(path: str | Path) -> tuple[RunFolder, dict]:
-    """The finished run folder at `path` and its meta.json; VerifyError naming the path otherwise."""
-    run = RunFolder(path)
-    if not run.path.is_dir():
-        raise VerifyError(f"{run.path}: no such run folder")
-    for need in (run.config, run.meta):
-        if not need.is_file():
-            raise VerifyError(f"{run.path}: not a run folder (no {need.name})")
-    if not run.is_complete():
-        raise VerifyError(f"{run.path}: not a finished run (no summary.json); finish or rerun it first")
-    return run, _read(run.meta)
-
-
-def _read(path: Path, lines: bool = False) -> Any:
-    """A JSON object (or, with `lines`, a list of JSON-lines rows); None when the file is absent.
-    VerifyError naming the file when it cannot be read or parsed."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = [json.loads(ln) for ln in text.splitlines() if ln.strip()] if lines else json.loads(text)
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise VerifyError(f"{path}: unreadable ({e})") from None
-    if not isinstance(data, list if lines else dict):
-        raise VerifyError(f"{path}: expected {'JSON lines' if lines else 'a JSON object'}")
-    return data
-
-
-def _diff_files(diff: str | None) -> dict[str, str]:
-    """`git diff` text -> {path: that file's hunks}."""
-    blocks = re.split(r"^(?=diff --git )", diff or "", flags=re.M)
-    return {b.split("\n", 1)[0].split(" b/", 1)[-1]: b for b in blocks if b.startswith("diff --git ")}
-
-
-def _requirements(text: str) -> dict[str, str]:
-    pins = (line.strip().partition("==") for line in text.splitlines() if "==" in line)
-    return {_norm(name): version for name, _, version in pins}
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def check_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], list[str]]:
-    """Compare the record with the present. Returns (differences, what was checked)."""
-    diffs: list[Difference] = []
-    checked: list[str] = []
-
-    def cmp(name: str, recorded: Any, now: Any, kind: str, detail: str = "") -> None:
-        if recorded != now:
-            diffs.append(Difference(name, recorded, now, kind, "differs", detail))
-
-    # inputs: what the run computed from
-    try:
-        cmp(
-            "config_sha256",
-            meta.get("config_sha256"),
-            config_sha256(load_config(run.config)),
-            "input",
-            "config.yaml no longer hashes to what the run recorded",
-        )
-    except ConfigError as e:
-        raise VerifyError(f"{run.config}: {e}") from None
-    data_files = meta.get("data_files") or {}
-    for split, path in data_files.items():
-        now = sha256_file(path) if Path(path).is_file() else "missing"
-        where = path if Path(path).is_absolute() else f"{path} (relative to {os.getcwd()})"
-        cmp(f"data.{split}_file", (meta.get("data_sha256") or {}).get(path), now, "input", where)
-    weights = run.checkpoint / "model.safetensors"
-    cmp(
-        "checkpoint_sha256",
-        meta.get("weights_sha256"),
-        sha256_file(weights) if weights.is_file() else "missing",
-        "input",
-        f"{weights} is not the one the run saved (meta.json weights_sha256)",
-    )
-    checked.append(f"config hash, {len(data_files)} data files, checkpoint hash")
-
-    # code: the ledsweep checkout that would run now
-    git = provenance.git_state()
-    cmp("git_commit", meta.get("git_commit"), git["commit"], "code")
-    cmp("git_dirty", meta.get("git_dirty"), git["dirty"], "code")
-    recorded_diff = (run.path / "git.diff").read_text() if (run.path / "git.diff").is_file() else None
-    if (recorded_diff or None) != (git["diff"] or None):
-        was, now = _diff_files(recorded_diff), _diff_files(git["diff"])
-        changed = sorted(p for p in {*was, *now} if was.get(p) != now.get(p))
-        diffs.append(
-            Difference(
-                "git_diff",
-                f"{len(was)} files",
-                f"{len(now)} files",
-                "code",
-                "differs",
-                "uncommitted changes differ in: " + ", ".join(changed),
-            )
-        )
-    checked.append("git commit and uncommitted diff")
-
-    # environment: libraries, interpreter, device
-    versions = meta.get("versions") or {}
-    for name, version in provenance.package_versions(tuple(versions)).items():
-        cmp(f"versions.{name}", versions[name], version, "environment")
-    n_packages = 0
-    if (run.path / "requirements.txt").is_file():
-        was = _requirements((run.path / "requirements.txt").read_text())
-        now = _requirements("\n".join(provenance.installed_packages()))
-        n_packages = len(was)
-        seen = {_norm(n) for n in versions}
-        for name in sorted({*was, *now} - seen):
-            cmp(f"package.{name}", was.get(name, "absent"), now.get(name, "absent"), "environment")
-    cmp("python", meta.get("python"), platform.python_version(), "environment")
-    device = provenance.device_info()
-    if meta.get("cuda") or device["device_type"] == "cuda":
-        import torch
-
-        cmp("cuda", meta.get("cuda"), torch.version.cuda if device["device_type"] == "cuda" else None, "environment")
-    cmp("device_type", meta.get("device_type"), device["device_type"], "environment")
-    cmp("gpu_name", meta.get("gpu_name"), device["gpu_name"], "environment")
-    if "precision" in meta:
-        from .train import resolve_precision
-
-        try:
-            precision = resolve_precision(load_config(run.config).training.precision)
-        except ConfigError as e:
-            precision = f"unavailable ({e})"
-        cmp("precision", meta["precision"], precision, "environment")
-    checked.append(
-        f"{len(versions)} library versions, {n_packages} packages (requirements.txt), python, cuda, device, precision"
-    )
-    world = meta.get("world_size") or 1
-    if world != 1:  # a replay is one process: the same global batch, another summation order
-        diffs.append(
-            Difference(
-                "world_size",
-                world,
-                1,
-                "layout",
-                "within tolerance",
-                f"trained by {world} processes; replayed in one with gradient_accumulation_steps x {world} "
-                "(the same global batch), so at best within tolerance",
-            )
-        )
-    checked.append("world size")
-    return diffs, checked
-
-
 # ----------------------------------------------------------------------------- replay
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['seed=2', 'training.learning_rate=2.0e-3'] -> {dotted key: YAML-parsed value}."""
@@ -322,7 +156,7 @@ def replay(run: RunFolder, meta: dict, workdir: Path, stop_after: int | None, ov
     world = meta.get("world_size") or 1
     if world > 1:  # one process, the same global batch: accumulation x world size
         data = load_yaml(config)
-        steps = (data.get("training") or {}).get("gradient_accumulation_steps") or 1
+        steps = get_dotted(data, "training.gradient_accumulation_steps", None) or 1
         set_dotted(data, "training.gradient_accumulation_steps", steps * world)
         config = workdir / "replay-config.yaml"
         config.write_text(dump_yaml(data))
@@ -421,7 +255,7 @@ def verify_run(
             f"{run.path}: successive halving stopped this run at step {halted['step']} (rung {halted['rung']}); "
             f"a full replay would train to training.max_steps: use --steps K (K <= {halted['step']})"
         )
-    recorded_losses = _read(run.step_losses, lines=True) or []
+    recorded_losses = read_record(run.step_losses, lines=True) or []
     mode = "full" if full else "quick" if steps > 0 else "drift"
     if mode == "quick":
         if not recorded_losses:
@@ -464,7 +298,7 @@ def verify_run(
         if n:
             report.checked.append(f"{n} step losses ({'within tolerance' if in_effect else 'bitwise'})")
         if full:
-            metrics = (_read(run.summary) or {}).get("metrics") or {}
+            metrics = (read_record(run.summary) or {}).get("metrics") or {}
             report.differences += compare_metrics(
                 metrics, json.loads(again.summary.read_text())["metrics"], tol, in_effect
             )

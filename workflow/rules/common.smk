@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ledsweep.aggregate import metric_names
-from ledsweep.config import RUN_NAME_PATTERN, training_part
+from ledsweep.config import training_part
+from ledsweep.schema import RUN_NAME_PATTERN
 from ledsweep.linking import link_checkpoint
 from ledsweep.data import DATA_KEY_PATTERN, data_keys
 from ledsweep.search import read_decision

@@ -7,8 +7,9 @@ from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 - `snakemake` is injected
 
+from ledsweep.drift import VerifyError  # noqa: E402
 from ledsweep.runfolder import atomic_write_text  # noqa: E402
-from ledsweep.verify import EXIT_CANNOT_VERIFY, VerifyError, verify_run  # noqa: E402
+from ledsweep.verify import EXIT_CANNOT_VERIFY, verify_run  # noqa: E402
 
 COLUMNS = ["run_name", "verdict", "exit_code", "differs", "drift", "steps", "seconds", "details"]
 rows = []
