@@ -8,7 +8,14 @@ from snakemake.exceptions import WorkflowError
 from workflow_helpers import make_workdir, snakemake
 
 from ledsweep.config import load_yaml
-from ledsweep.sweep import SweepError, check_config_files, load_sweeps, run_name, validate_workflow_config
+from ledsweep.sweep import (
+    SweepError,
+    check_config_files,
+    load_sweeps,
+    run_name,
+    validate_workflow_config,
+    vanished_inputs,
+)
 
 BASE = str(REPO / "tests" / "configs" / "tiny_run.yaml")
 BAD = sorted((REPO / "tests" / "bad_inputs" / "sweeps").glob("*.yaml"))
@@ -106,3 +113,24 @@ def test_bad_sweep_refused_by_snakemake(name, tmp_path):
     assert proc.returncode != 0
     assert expected in proc.stdout, proc.stdout[-3000:]
     assert not (wd / "results").exists(), "no job may run for a refused sweep"
+
+
+def test_an_input_removed_mid_sweep_is_named_not_blamed_on_latency(tmp_path, monkeypatch):
+    """Issue 21: a prepared folder deleted while the sweep runs made Snakemake say "This might be due to
+    filesystem latency". The Snakefile's onerror hook reads Snakemake's own message (made here by its own
+    wait_for_files) and names the folder and the way out."""
+    import asyncio
+
+    from snakemake.io import IOFile, wait_for_files
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "prepared").mkdir(parents=True)
+    missing = [IOFile("results/prepared/0123456789abcdef"), IOFile("results/r1/config.yaml")]
+    with pytest.raises(OSError) as err:
+        asyncio.run(wait_for_files(missing, latency_wait=0))
+    log = f"Error in rule train:\n{err.value}\nShutting down\n"
+    assert "filesystem latency" in log
+    lines = vanished_inputs(log)
+    assert lines[0].startswith("results/prepared/0123456789abcdef: prepared data removed while the sweep ran")
+    assert "run snakemake again" in lines[0] and lines[1].startswith("results/r1/config.yaml: an input removed")
+    assert vanished_inputs("Error in rule train:\nsomething else\n") == []

@@ -13,6 +13,7 @@ from .config import ConfigError, RunConfig, config_sha256, differing_keys, load_
 from .errors import EXIT_INTERRUPTED, RunFolderError, TrainingInterrupted, one_line
 from .prepare import default_num_proc, ensure_prepared
 from .runfolder import RunFolder, RunLock, RunLocked, check_run_location
+from .schema import BUILTIN_OPTIMIZERS
 from .worker import Followers
 
 log = logging.getLogger("ledsweep")
@@ -46,9 +47,6 @@ def run_stages(cfg: RunConfig, stages: tuple[str, ...], *args, run_dir: Path | N
         if "train" not in stages:
             check_recorded_config(cfg, RunFolder(folder))
         return _run_stages(cfg, stages, *args, run_dir=run_dir, **kwargs)
-
-
-BUILTIN_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
 
 
 def check_optimizer(name: str) -> None:

@@ -130,6 +130,8 @@ def schema_error_message(err: Any) -> str:
 SEED_MAX = 2**32 - 1  # transformers.set_seed calls numpy.random.seed, which takes 0 .. 2**32 - 1
 INT_MAX = 2**63 - 1  # counts and sizes end up in int64 tensors and C longs
 RUN_NAME_MAX = 200  # a file name is at most 255 bytes; leaves room for temp-file prefixes
+# optimizers that need nothing beyond torch; any other is built once before training to see that it can be
+BUILTIN_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
 # transformers.training_args.OptimizerNames (transformers 5.24.0), copied so that this module stays
 # free of torch and transformers; tests/test_input_checks.py keeps the copy equal to transformers'
 OPTIMIZERS = (

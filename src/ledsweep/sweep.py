@@ -414,3 +414,22 @@ def write_run_config(config: dict, path: str, log: str) -> None:
     atomic_write_text(path, dump_yaml(cfg.to_dict()))
     with open(log, "w") as f:
         print(f"wrote {path} (run {cfg.run_name})", file=f)
+
+
+def vanished_inputs(snakemake_log: str) -> list[str]:
+    """Snakemake says "Missing files after N seconds. This might be due to filesystem latency" when a job's input
+    that existed when the sweep was planned is gone as the job starts (a prepared-data folder removed while
+    the sweep ran). One line for each such input: what happened, and what to do."""
+    lines = []
+    for block in snakemake_log.split("Missing files after")[1:]:
+        for line in block.splitlines()[1:]:
+            if "(missing locally" not in line:
+                break
+            path = line.split(" (missing locally")[0].strip()
+            what = "prepared data" if "/prepared/" in f"/{path}" else "an input"
+            lines.append(
+                f"{path}: {what} removed while the sweep ran (not filesystem latency); run snakemake again: "
+                f"it is made again, and finished runs are kept"
+            )
+    return list(dict.fromkeys(lines))
+

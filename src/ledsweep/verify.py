@@ -33,6 +33,8 @@ Nothing in the run folder is written; the replay lives in a temp folder that is 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -50,7 +52,7 @@ import yaml
 
 from .config import ConfigError, dump_yaml, get_dotted, load_config, load_yaml, set_dotted
 from .drift import Difference, VerifyError, check_drift, open_run, read_record
-from .runfolder import RunFolder, read_jsonl
+from .runfolder import RunFolder, atomic_write_text, read_jsonl
 
 VERDICTS = ("identical", "within tolerance", "differs")
 EXIT_CANNOT_VERIFY = 3
@@ -377,3 +379,42 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANNOT_VERIFY
     print(report.to_json() if args.json else report.format())
     return report.exit_code
+
+
+TABLE_COLUMNS = ["run_name", "verdict", "exit_code", "differs", "drift", "steps", "seconds", "details"]
+
+
+def verify_sweep(run_dirs: list[str], steps: int, out: str) -> dict[str, int]:
+    """rule verify: each run's report (to stderr: the rule's log) and one row per run in the CSV `out`;
+    a run that cannot be verified is a row with verdict `error`. Returns the count of each verdict."""
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        try:
+            report = verify_run(run_dir, steps=steps)
+        except VerifyError as e:
+            print(f"error: {e}", file=sys.stderr)
+            rows.append(
+                {"run_name": run_dir.name, "verdict": "error", "exit_code": EXIT_CANNOT_VERIFY, "details": str(e)}
+            )
+            continue
+        print(report.format() + "\n", file=sys.stderr)
+        rows.append(
+            {
+                "run_name": run_dir.name,
+                "verdict": report.verdict,
+                "exit_code": report.exit_code,
+                "differs": ";".join(d.field for d in report.differences if d.severity != "info"),
+                "drift": ";".join(d.field for d in report.differences if d.severity == "info"),
+                "steps": report.replay.get("steps"),
+                "seconds": round(sum(report.seconds.values()), 1),
+                "details": "; ".join(f"{d.field}: {d.recorded} -> {d.now}" for d in report.differences),
+            }
+        )
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out, buf.getvalue())
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in dict.fromkeys(r["verdict"] for r in rows)}
+    print(f"{out}: " + ", ".join(f"{n} {v}" for v, n in counts.items()), file=sys.stderr)
+    return counts

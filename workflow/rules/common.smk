@@ -17,6 +17,7 @@ from ledsweep.sweep import (
     load_sweeps,
     trainers,
     validate_workflow_config,
+    vanished_inputs,
     write_run_config,
 )
 from snakemake.exceptions import WorkflowError
@@ -268,6 +269,16 @@ def print_comparison_paths():
             print(
                 f"sweep {name}: comparison table {table}, by config {table.with_name('comparison_by_config.csv')}"
             )
+
+
+def explain_failure(log_path):
+    """After a failed run: an input removed while the sweep ran is named as such (Snakemake blames latency)."""
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except (OSError, TypeError):
+        return
+    for line in vanished_inputs(text):
+        print(line, file=sys.stderr)
 
 
 # ---------------------------------------------------------------- successive halving
