@@ -244,3 +244,18 @@ def extra_metrics(modules: dict, predictions: list[str], references: list[str]) 
             raise RuntimeError(f"evaluation.extra_metrics: {spec!r}: computing failed: {type(e).__name__}: {e}") from e
         out[name] = extra_metric_value(spec, result)
     return out
+
+
+def text_pair_info(description: str, citation: str, inputs_description: str, codebase_url: str):
+    """The evaluate.MetricInfo of a ledsweep metric module (metric_modules/): string predictions and references."""
+    import datasets
+
+    evaluate = import_evaluate()
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs_description,
+        features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+        codebase_urls=[codebase_url],
+    )
+

@@ -11,7 +11,6 @@ sentences ordered deterministically, an empty text scores 0, scores clipped into
 numbers are ledsweep's. The scorer model loads once per module instance and settings.
 """
 
-import datasets
 import evaluate
 
 from ledsweep import metrics
@@ -46,15 +45,7 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS)
 class BertScore(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-            codebase_urls=["https://github.com/Tiiiger/bert_score"],
-        )
+        return metrics.text_pair_info(_DESCRIPTION, _CITATION, _KWARGS, "https://github.com/Tiiiger/bert_score")
 
     def _compute(
         self,

@@ -10,7 +10,6 @@ One implementation: it calls ledsweep.metrics.rouge_per_example (rouge-score, Po
 sentence per line for rougeLsum; `workers` processes), so its numbers are ledsweep's.
 """
 
-import datasets
 import evaluate
 
 from ledsweep import metrics
@@ -42,15 +41,7 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS)
 class Rouge(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-            codebase_urls=["https://github.com/google-research/google-research/tree/master/rouge"],
-        )
+        return metrics.text_pair_info(_DESCRIPTION, _CITATION, _KWARGS, "https://github.com/google-research/google-research/tree/master/rouge")
 
     def _compute(self, predictions, references, workers=1, use_aggregator=False):
         rows = metrics.rouge_per_example(list(predictions), list(references), workers=workers)
