@@ -215,7 +215,8 @@ def link_checkpoint(
     import shutil
 
     from .config import config_sha256, train_config_sha256
-    from .runfolder import atomic_write_text, write_json
+    from .runfolder import atomic_write_text, text_sha256, write_json
+    from .sweep import run_config_text
 
     src, out = Path(trained_checkpoint), Path(checkpoint)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -248,6 +249,7 @@ def link_checkpoint(
     record.update(
         run_name=config["run_name"],
         config_sha256=config_sha256(config),
+        config_yaml_sha256=text_sha256(run_config_text(config)),  # the bytes rule run_config wrote
         shared_checkpoint=record["trained_by"] != config["run_name"],
     )
     write_json(meta, record)

@@ -312,3 +312,9 @@ def check_run_location(run_dir: str | Path) -> None:
                 f"{'summary.json' if (parent / 'summary.json').is_file() else 'config.yaml and meta.json'}); "
                 f"choose an output_dir outside other runs"
             )
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of the bytes atomic_write_text writes for `text`. meta.json's config_yaml_sha256 is this of the
+    config.yaml text written for the run: readers compare bytes instead of parsing YAML (ledsweep.status)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

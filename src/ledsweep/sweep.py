@@ -395,12 +395,17 @@ def validate_workflow_config(config: dict, schema_path) -> None:
         raise WorkflowError("invalid workflow config: " + "\n  ".join(schema_error_message(e) for e in errors))
 
 
+def run_config_text(config: dict, source: str = "run config") -> str:
+    """The text of a run's config.yaml as rule run_config writes it (link_checkpoint records its sha256)."""
+    from .config import dump_yaml
+
+    return dump_yaml(from_dict(config, source=source).to_dict())
+
+
 def write_run_config(config: dict, path: str, log: str) -> None:
     """rule run_config (a `run:` block: no Python start per run): resolved config -> config.yaml, atomically."""
-    from .config import dump_yaml
     from .runfolder import atomic_write_text
 
-    cfg = from_dict(config, source=path)
-    atomic_write_text(path, dump_yaml(cfg.to_dict()))
+    atomic_write_text(path, run_config_text(config, source=path))
     with open(log, "w") as f:
-        print(f"wrote {path} (run {cfg.run_name})", file=f)
+        print(f"wrote {path} (run {config['run_name']})", file=f)

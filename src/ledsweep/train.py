@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import model as model_mod
-from . import provenance
+from . import provenance, runfolder
 from .config import SCRATCH, ConfigError, RunConfig, config_sha256, dump_yaml, train_config_sha256
 from .distributed import STOP_FILE
 from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, sha256_file, write_json
@@ -338,6 +338,8 @@ def _meta(
         "git_dirty": git["dirty"],
         # the whole config (a training-only config has no decoding keys: the workflow's link step adds it)
         "config_sha256": config_sha256(cfg) if decoding else None,
+        # the bytes prepare_run_folder wrote: the tables check config.yaml without a YAML parse
+        "config_yaml_sha256": runfolder.text_sha256(dump_yaml(cfg.to_dict())) if decoding else None,
         "train_config_sha256": train_config_sha256(cfg),
         "data_files": {split: f["path"] for split, f in files.items()},
         "data_sha256": data_hashes(manifest),  # hashed once, when prepared
