@@ -8,9 +8,9 @@ Synthetic sweep `demo`: training.learning_rate x seed (10 seeds), run names as l
 (`demo_lr1e-05_seed0`), on config/led_baseline.yaml. Each run folder holds config.yaml, meta.json and
 summary.json copied from the template run results/led_baseline_run_001 (or --template; its config.yaml
 must be what the current code resolves config/led_baseline.yaml to, else every run reads as `modified`)
-(same keys, same sizes), with run_name, seed, learning_rate, config_sha256 and metrics varied, so every
-run is `completed`; data/ is a symlink to the repository's (the sweep's data files must exist when it is
-expanded).
+(same keys, same sizes), with run_name, seed, learning_rate, config_sha256, config_yaml_sha256 and
+metrics varied, so every run is `completed`; data/ is a symlink to the repository's (the sweep's data
+files must exist when it is expanded).
 
 Timed, each in a fresh Python process (wall time including interpreter start and imports), best of
 --repeat, in the same invocation:
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -57,7 +58,7 @@ import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {src!r})
 from pathlib import Path
-from ledsweep.aggregate import collect, write_tables
+from ledsweep.aggregate import collect, write_table_files
 from ledsweep.config import load_yaml
 from ledsweep.sweep import load_sweeps
 t1 = time.perf_counter()
@@ -65,7 +66,8 @@ config = load_yaml("config/config.yaml")  # Snakemake loads the workflow config 
 sweep = load_sweeps(config, only=["demo"])["demo"]
 t2 = time.perf_counter()
 rows = collect("results", sweep)
-paths = write_tables("results", sweep, Path("results/sweeps/demo"), rows=rows)
+out = Path("results/sweeps/demo")
+paths = write_table_files(rows, sweep, out / "comparison.csv", out / "comparison_by_config.csv", sweep.primary_metric)
 for row in rows:
     if row["status"] == "modified":
         print(f"WARNING: run {{row['run_name']}} is modified: {{row['reason']}}", file=sys.stderr)
@@ -166,13 +168,15 @@ def generate(wd: Path, n: int, template: Path = TEMPLATE) -> None:
             if key in values:
                 lines[j] = f"{key}: {yaml.safe_dump(values.pop(key)).splitlines()[0]}\n"
         assert not values, f"template config.yaml lacks {values}"
-        (folder / "config.yaml").write_text("".join(lines))
+        text = "".join(lines)
+        (folder / "config.yaml").write_text(text)
         t = start + dt.timedelta(minutes=3 * i)
         meta = {
             **meta0,
             "run_name": name,
             "start_time": t.isoformat(),
             "config_sha256": config_sha256(run.config),
+            "config_yaml_sha256": hashlib.sha256(text.encode()).hexdigest(),  # as the writers record it
             "final_train_loss": round(rng.uniform(0.2, 0.6), 6),
             "train_runtime_seconds": round(rng.uniform(140, 160), 3),
         }

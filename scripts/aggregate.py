@@ -10,7 +10,7 @@ import sys
 
 import _bootstrap  # noqa: F401  (puts src/ on sys.path in a plain checkout)
 
-from ledsweep.aggregate import main
+from ledsweep.compare import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,10 @@ import pytest
 
 from ledsweep import aggregate as agg
 from ledsweep import metrics_registry
+from ledsweep import status as status_mod
 from ledsweep.config import config_sha256, dump_yaml
+from ledsweep.runfolder import text_sha256
+from ledsweep.status import run_status
 from ledsweep.sweep import load_sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,13 +69,16 @@ def hold(run_dir: Path, pid: int | None = None, host: str | None = None) -> None
 
 def write_run(results: Path, name: str, status: str, sweep=None, config: dict | None = None, **metric_values) -> Path:
     """A synthetic run folder in the given state; its config.yaml is the sweep's config for the run (or
-    `config`), written as the workflow writes it, and meta.json records its config_sha256."""
+    `config`), written as the workflow writes it, and meta.json records its config_sha256 and the sha256
+    of the config.yaml text (config_yaml_sha256)."""
     d = results / name
     d.mkdir(parents=True, exist_ok=True)
     config = config or (sweep.runs[name].config if sweep else {"run_name": name, "seed": 1})
-    (d / "config.yaml").write_text(dump_yaml(config))
+    text = dump_yaml(config)
+    (d / "config.yaml").write_text(text)
     if status in ("running", "incomplete", "failed", "completed"):
-        (d / "meta.json").write_text(json.dumps({**META, "config_sha256": config_sha256(config)}))
+        recorded = {"config_sha256": config_sha256(config), "config_yaml_sha256": text_sha256(text)}
+        (d / "meta.json").write_text(json.dumps({**META, **recorded}))
     if status == "running":  # a live process holds the run (this one, as its lock file says)
         hold(d)
     if status == "failed":
@@ -88,14 +94,14 @@ def write_run(results: Path, name: str, status: str, sweep=None, config: dict | 
 
 def test_run_status_every_state(tmp_path):
     r = tmp_path / "results"
-    assert agg.run_status(write_run(r, "done", "completed")) == ("completed", None)
-    assert agg.run_status(write_run(r, "run", "running")) == ("running", None)
-    assert agg.run_status(write_run(r, "wait", "pending")) == ("pending", None)
-    assert agg.run_status(r / "nothing") == ("missing", None)
+    assert run_status(write_run(r, "done", "completed")) == ("completed", None)
+    assert run_status(write_run(r, "run", "running")) == ("running", None)
+    assert run_status(write_run(r, "wait", "pending")) == ("pending", None)
+    assert run_status(r / "nothing") == ("missing", None)
     (r / "empty").mkdir()
-    assert agg.run_status(r / "empty") == ("pending", None)
+    assert run_status(r / "empty") == ("pending", None)
 
-    status, reason = agg.run_status(write_run(r, "fail", "failed"))
+    status, reason = run_status(write_run(r, "fail", "failed"))
     assert status == "failed" and reason == "train: OOM: boom"
 
 
@@ -104,7 +110,7 @@ def test_completed_allows_null_bertscore_and_missing_optional(tmp_path):
     summary = json.loads((d / "summary.json").read_text())
     del summary["metrics"]["exact_match"]
     (d / "summary.json").write_text(json.dumps(summary))
-    assert agg.run_status(d) == ("completed", None)
+    assert run_status(d) == ("completed", None)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +148,7 @@ def test_completed_allows_null_bertscore_and_missing_optional(tmp_path):
 def test_corrupt_reasons(tmp_path, mutate, expect):
     d = write_run(tmp_path, "a", "completed")
     mutate(d)
-    status, reason = agg.run_status(d)
+    status, reason = run_status(d)
     assert status == "corrupt"
     assert reason.startswith(expect), reason
 
@@ -150,7 +156,7 @@ def test_corrupt_reasons(tmp_path, mutate, expect):
 def test_retry_after_failure_is_running(tmp_path):
     d = write_run(tmp_path, "a", "failed")
     os.utime(d / "failure.json", ns=(1_000_000_000, 1_000_000_000))  # the new attempt rewrote meta.json later
-    assert agg.run_status(d) == ("running", "retrying after: train: OOM: boom")
+    assert run_status(d) == ("running", "retrying after: train: OOM: boom")
 
 
 def write_trained_meta(run_dir: Path) -> Path:
@@ -170,7 +176,7 @@ def test_run_being_trained_by_the_workflow_is_running(tmp_path):
     training, retrying, failed = list(sweep.runs)
     write_trained_meta(write_run(results, training, "pending", sweep))
     hold(results / training)  # the train job holds the run folder's lock
-    assert agg.run_status(results / training) == ("running", None)
+    assert run_status(results / training) == ("running", None)
 
     for name in (retrying, failed):
         d = write_run(results, name, "pending", sweep)
@@ -179,15 +185,15 @@ def test_run_being_trained_by_the_workflow_is_running(tmp_path):
         older, newer = (d / "failure.json", meta) if name == retrying else (meta, d / "failure.json")
         os.utime(older, ns=(1_000_000_000, 1_000_000_000))
         os.utime(newer, ns=(2_000_000_000, 2_000_000_000))
-    assert agg.run_status(results / retrying) == ("running", "retrying after: train: OOM: boom")
-    assert agg.run_status(results / failed) == ("failed", "train: OOM: boom")
+    assert run_status(results / retrying) == ("running", "retrying after: train: OOM: boom")
+    assert run_status(results / failed) == ("failed", "train: OOM: boom")
 
     rows = {r["run_name"]: r for r in agg.collect(results, sweep)}
     assert [rows[n]["status"] for n in sweep.runs] == ["running", "running", "failed"]
     row = rows[training]
     assert (row["device"], row["slurm_job_ids"], row["resumes"], row["config_sha256"]) == ("cuda", "11;12", 1, None)
     (results / training / "trained" / "meta.json").write_text("")
-    assert agg.run_status(results / training) == ("corrupt", "trained/meta.json: empty file")
+    assert run_status(results / training) == ("corrupt", "trained/meta.json: empty file")
 
 
 def test_never_crashes_while_runs_change(tmp_path):
@@ -306,7 +312,7 @@ def test_failed_data_preparation_fails_its_waiting_runs(tmp_path):
         (256, 3): "running",
     }
     assert rows[run[128, 1]]["reason"] == rows[run[128, 2]]["reason"] == f"prepare_data: {reason}"
-    assert agg.run_status(results / run[128, 1]) == ("failed", f"prepare_data: {reason}")
+    assert run_status(results / run[128, 1]) == ("failed", f"prepare_data: {reason}")
     assert agg.by_config(list(rows.values()), sweep)[0]["n"] == 1
 
     # a pending run's own config.yaml decides (here edited by hand to the other length: a full parse)
@@ -314,7 +320,7 @@ def test_failed_data_preparation_fails_its_waiting_runs(tmp_path):
     edit_config(results / run[256, 1], "data.max_source_length", 128)
     rows = {r["run_name"]: r for r in agg.collect(results, sweep)}
     assert (rows[run[128, 1]]["status"], rows[run[256, 1]]["status"]) == ("pending", "failed")
-    assert agg.run_status(results / run[256, 1])[0] == "failed"
+    assert run_status(results / run[256, 1])[0] == "failed"
 
     # an unreadable record still fails the runs; prepared since (a manifest): no longer failed
     failure.write_text('{"reason": "trunc')
@@ -339,11 +345,11 @@ def test_prepare_failure_check_reads_nothing_without_a_failure(tmp_path, monkeyp
     def boom(*args):
         raise AssertionError("not expected to be called")
 
-    monkeypatch.setattr(agg, "data_keys", boom)
-    monkeypatch.setattr(agg, "_recorded_data_key", boom)
+    monkeypatch.setattr(status_mod, "data_keys", boom)
+    monkeypatch.setattr(status_mod, "_recorded_data_key", boom)
     assert [r["status"] for r in agg.collect(results, sweep)] == ["completed", "pending"]
     write_run(results, second, "completed", sweep)
-    monkeypatch.setattr(agg, "PrepareFailures", boom)
+    monkeypatch.setattr(status_mod, "PrepareFailures", boom)
     assert [r["status"] for r in agg.collect(results, sweep)] == ["completed", "completed"]
 
 
@@ -597,13 +603,13 @@ def test_config_edited_after_the_run_is_modified_never_a_clean_result(tmp_path):
     assert agg.status_counts(rows)["modified"] == 1
     groups = {g[lr]: g for g in agg.by_config(rows, sweep)}
     assert (groups[2e-3]["n"], groups[2e-3]["n_expected"]) == (1, 2) and 3e-3 not in groups
-    assert agg.run_status(results / edited)[0] == "modified"
+    assert run_status(results / edited)[0] == "modified"
 
     # a config.yaml rewritten with the same content (another layout, a comment) is still the same config
     text = (results / edited).joinpath("config.yaml")
     edit_config(results / edited, lr, 2e-3)
     text.write_text("# checked by hand\n" + text.read_text().replace("seed: 1", "seed:   1   # the first"))
-    assert agg.run_status(results / edited) == ("completed", None)
+    assert run_status(results / edited) == ("completed", None)
 
 
 @pytest.mark.parametrize(
@@ -631,7 +637,7 @@ def test_unreadable_config_is_modified(tmp_path, damage, reason):
 def test_meta_without_config_hash_is_not_checked_and_says_so(tmp_path):
     d = write_run(tmp_path, "a", "completed")
     (d / "meta.json").write_text(json.dumps(META))  # an older run: no config_sha256
-    assert agg.run_status(d) == ("completed", None)
+    assert run_status(d) == ("completed", None)
     sweep = make_sweep(tmp_path, {"seed": [1]})
     write_run(tmp_path / "results", next(iter(sweep.runs)), "completed", sweep)
     (tmp_path / "results" / next(iter(sweep.runs)) / "meta.json").write_text(json.dumps(META))
@@ -639,162 +645,106 @@ def test_meta_without_config_hash_is_not_checked_and_says_so(tmp_path):
     assert row["status"] == "completed" and "no config_sha256" in row["reason"]
 
 
-# The fast way of reading config.yaml files (a template, values parsed alone) must give what a full YAML parse
-# gives, for any edit: each variant below is read both ways and compared.
-VARIANTS = [
-    ("lr", "  learning_rate: 0.002"),
-    ("lr", "  learning_rate: 2.0e-3"),
-    ("lr", "  learning_rate: 2e-3"),
-    ("lr", "  learning_rate: 1_000"),
-    ("lr", "  learning_rate: 0755"),
-    ("lr", "  learning_rate: 0x1F"),
-    ("lr", "  learning_rate: 1:30"),
-    ("lr", "  learning_rate: +1"),
-    ("lr", "  learning_rate: -0"),
-    ("lr", "  learning_rate: -0.0"),
-    ("lr", "  learning_rate: .inf"),
-    ("lr", "  learning_rate: -.inf"),
-    ("lr", "  learning_rate: .nan"),
-    ("lr", "  learning_rate: 1.5   "),
-    ("lr", "  learning_rate:   7"),
-    ("lr", "  learning_rate: 0.001 # tuned"),
-    ("lr", "  learning_rate: '0.001'"),
-    ("lr", '  learning_rate: "1e-3"'),
-    ("lr", "  learning_rate: yes"),
-    ("lr", "  learning_rate: ~"),
-    ("lr", "  learning_rate:"),
-    ("lr", "  learning_rate: [1, 2]"),
-    ("lr", "  learning_rate: {a: 1}"),
-    ("lr", "  learning_rate: |"),
-    ("lr", "  learning_rate: >-"),
-    ("lr", "  learning_rate: &x 3"),
-    ("lr", "  learning_rate: *x"),
-    ("lr", "  learning_rate: !!str 3"),
-    ("lr", "  learning_rate: 2024-01-01"),
-    ("lr", "  learning_rate: a: b"),
-    ("lr", "  learning_rate: 'open"),
-    ("lr", "  learning_rate: 1\r"),
-    ("lr", "  learning_rate: 1\u2028  x: 2"),
-    ("lr", "  learning_rate: 1\u2028 y"),
-    ("lr", "  learning_rate: 1\x85 y"),
-    ("lr", "  learning_rate:\t1"),
-    ("lr", "  learning_rat: 0.001"),
-    ("lr", "   learning_rate: 0.001"),
-    ("lr", "learning_rate: 0.001"),
-    ("lr", "# gone"),
-    ("lr", ""),
-    ("lr", "  learning_rate: 0.001\n  extra: 1"),
-    ("seed", "seed: 7"),
-    ("seed", "seed: '7'"),
-    ("seed", "seed: 7.0"),
-    ("seed", "seed: -3"),
-    ("run_name", "run_name: other"),
-    ("run_name", "run_name: 'quoted"),
-    ("run_name", "run_name: [a, b]"),
-    ("run_name", "run_name: x\n  indented: 1"),
-    ("output_dir", "output_dir: /elsewhere/results"),
-    ("data", "data:"),
-    ("data", "data: {}"),
-    ("first", "\ufeffrun_name: x"),
-]
+# config.yaml is checked by its bytes when they are what was written for the run (meta.json's config_yaml_sha256);
+# other bytes, and runs older than that record, are parsed in full. Both ways must give the same rows.
 
 
-def test_fast_config_reading_equals_a_full_parse(tmp_path):
-    import copy
+def old_run(run_dir: Path) -> None:
+    """A run recorded before config_yaml_sha256 existed: only a full parse can check it."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    del meta["config_yaml_sha256"]
+    (run_dir / "meta.json").write_text(json.dumps(meta))
 
+
+def test_config_as_written_is_checked_without_a_yaml_parse(tmp_path, monkeypatch):
     sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
-    keys = sweep.keys
-    base_text = dump_yaml(next(iter(sweep.runs.values())).config)
-    lines = base_text.split("\n")
-    where = {
-        "lr": lines.index("  learning_rate: 0.001"),
-        "seed": lines.index("seed: 1"),
-        "run_name": next(i for i, ln in enumerate(lines) if ln.startswith("run_name:")),
-        "output_dir": next(i for i, ln in enumerate(lines) if ln.startswith("output_dir:")),
-        "data": lines.index("data:"),
-        "first": 0,
-    }
-    fast_reads = 0
-    for target, new in VARIANTS:
-        variant = copy.copy(lines)
-        variant[where[target]] = new
-        raw = "\n".join(variant).encode()
-        fast = agg.OwnConfigs(keys)
-        fast.read(base_text.encode())  # the template
-        assert fast.template is not None
-        fast_reads += fast._fast(raw.decode()) is not None
-        full = agg.OwnConfigs(keys, max_templates=0)
-        a, b = fast.read(raw), full.read(raw)
-        assert (a.sha256, repr(a.values), a.problem) == (b.sha256, repr(b.values), b.problem), new
-    assert fast_reads >= 20  # the fast way is really taken for plain value edits
+    results = tmp_path / "results"
+    for name in sweep.runs:
+        write_run(results, name, "completed", sweep)
+    full = agg.collect(results, sweep)
+
+    def no_parse(raw):
+        raise AssertionError("config.yaml parsed although its bytes are as written")
+
+    monkeypatch.setattr(status_mod, "parse_config", no_parse)
+    monkeypatch.setattr(agg, "parse_config", no_parse)
+    fast = agg.collect(results, sweep)
+    assert [r["status"] for r in fast] == ["completed"] * 4 and all(r["reason"] is None for r in fast)
+    assert repr(fast) == repr(full)  # values (types included) as the sweep's resolved config holds them
+    assert all(run_status(results / name) == ("completed", None) for name in sweep.runs)
 
 
-def test_fast_config_reading_refuses_templates_it_cannot_follow():
-    """An alias in the template: changing the anchored value changes the alias too, so no fast way."""
-    template = "a: &x 1\nb: *x\nc: 3\n"
-    reader = agg.OwnConfigs(["b", "c"])
-    assert reader.read(template.encode()).values == {"b": 1, "c": 3} and reader.template is None
-    assert reader.read(b"a: &x 2\nb: *x\nc: 3\n").values == {"b": 2, "c": 3}
-    # a key whose value is a mapping: a change inside it changes the key's value
-    reader = agg.OwnConfigs(["opts", "seed"])
-    reader.read(b"run_name: x\nopts:\n  a: 1\n  b: 2\nseed: 1\n")
-    assert reader.template is not None
-    assert reader.read(b"run_name: x\nopts:\n  a: 5\n  b: 2\nseed: 3\n").values == {"opts": {"a": 5, "b": 2}, "seed": 3}
-    for text in ("a:\n  b: 1\n   c: 2\n", "a: 'x\n  y'\nb: 1\n", "a: 1\na: 2\n", "true: 1\n", "a: 1\u2028\n"):
-        reader = agg.OwnConfigs(["a"])
-        reader.read(text.encode())
-        assert reader.template is None, text
-
-
-def test_fast_config_reading_against_random_edits(tmp_path):
-    """Random line edits (hypothesis): the fast way and a full parse agree on every file."""
-    hypothesis = pytest.importorskip("hypothesis")
-    from hypothesis import strategies as st
-
+@pytest.mark.parametrize(
+    "edit, status",
+    [
+        (lambda t: "# checked by hand\n" + t, "completed"),  # a comment
+        (lambda t: t.replace("seed: 1", "seed:   1   # the first"), "completed"),  # layout, a trailing comment
+        (lambda t: t.replace("\n", "\r\n"), "completed"),  # other line ends
+        (lambda t: t.replace("run_name: ", "run_name: renamed_"), "completed"),  # not hashed: identity
+        (lambda t: t.replace("learning_rate: 0.001", "learning_rate: 1.0e-3"), "completed"),  # the same float
+        (lambda t: t.replace("learning_rate: 0.001", "learning_rate: 0.003"), "modified"),
+        (lambda t: t.replace("seed: 1", "seed: '1'"), "modified"),  # a string is not the int
+    ],
+)
+def test_hand_edited_config_without_a_change_of_config_is_not_modified(tmp_path, edit, status):
+    """A comment, whitespace or layout edit changes the bytes, not the config: the run stays `completed`, as
+    with a full parse of every file (and for runs that recorded no config_yaml_sha256); a real change is
+    `modified`. The config columns show what the edited file says."""
     sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]})
-    base_text = dump_yaml(next(iter(sweep.runs.values())).config)
-    lines = base_text.split("\n")
-    values = st.one_of(
-        st.integers(-(10**6), 10**6).map(str),
-        st.floats(allow_nan=True).map(repr),
-        st.sampled_from(
-            [
-                "~",
-                "yes",
-                "'x'",
-                "[1]",
-                "{a: 1}",
-                "|",
-                "&a 1",
-                "*a",
-                "0o17",
-                "1e5",
-                "1.0e+5",
-                "1_0",
-                "# c",
-                "a: b",
-                "'",
-                "2001-01-01",
-            ]
-        ),
-        st.text(min_size=0, max_size=8),
+    results = tmp_path / "results"
+    for name in sweep.runs:
+        write_run(results, name, "completed", sweep)
+    edited = run_named(sweep, **{"training.learning_rate": 1e-3, "seed": 1})
+    path = results / edited / "config.yaml"
+    path.write_bytes(edit(path.read_text()).encode())
+    rows = agg.collect(results, sweep)
+    row = next(r for r in rows if r["run_name"] == edited)
+    assert row["status"] == status and run_status(results / edited)[0] == status
+    assert (row["reason"] is None) == (status == "completed")
+    for name in sweep.runs:
+        old_run(results / name)
+    assert repr(agg.collect(results, sweep)) == repr(rows)  # as a full parse of every file gives
+    assert run_status(results / edited)[0] == status
+
+
+def test_config_as_written_for_another_config_than_the_sweep_s_is_parsed(tmp_path):
+    """Bytes as written, but for a config the sweep no longer defines for the run (the sweep changed since):
+    the columns come from the file, as a full parse gives them."""
+    sweep = make_sweep(tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1]})
+    results, lr = tmp_path / "results", "training.learning_rate"
+    name = run_named(sweep, **{lr: 1e-3})
+    write_run(results, name, "completed", config=copy_config(sweep.runs[name].config, {"training.max_steps": 7}))
+    (row,) = [r for r in agg.collect(results, sweep) if r["run_name"] == name]
+    assert (row["status"], row["reason"], row[lr]) == ("completed", None, 1e-3)
+
+
+def test_writers_record_the_sha256_of_the_config_yaml_bytes(tmp_path):
+    """Rule run_config writes config.yaml, link_checkpoint writes meta.json (another job): its
+    config_yaml_sha256 is that of the bytes run_config wrote, so a finished workflow run takes the fast way."""
+    from ledsweep.config import train_config_sha256
+    from ledsweep.jobs import link_checkpoint
+    from ledsweep.sweep import write_run_config
+
+    sweep = make_sweep(tmp_path, {"seed": [1]})
+    (name, run), results = next(iter(sweep.runs.items())), tmp_path / "results"
+    d = results / name
+    write_run_config(run.config, str(d / "config.yaml"), str(tmp_path / "run_config.log"))
+    trained = d / "trained"
+    (trained / "checkpoint").mkdir(parents=True)
+    (trained / "checkpoint" / "generation_config.json").write_text("{}")
+    record = {**META, "trained_by": name, "config_sha256": None, "train_config_sha256": train_config_sha256(run.config)}
+    (trained / "meta.json").write_text(json.dumps(record))
+    link_checkpoint(
+        str(trained / "checkpoint"),
+        str(trained / "meta.json"),
+        str(d / "checkpoint"),
+        str(d / "meta.json"),
+        run.config,
+        str(tmp_path / "link.log"),
     )
-    edits = st.lists(st.tuples(st.integers(0, len(lines) - 1), st.booleans(), values), max_size=4)
-
-    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True, database=None)
-    @hypothesis.given(edits)
-    def check(changes):
-        variant = list(lines)
-        for i, keep_key, value in changes:
-            key = variant[i].split(":", 1)[0] if ":" in variant[i] else variant[i]
-            variant[i] = f"{key}: {value}" if keep_key else value
-        raw = "\n".join(variant).encode()
-        fast = agg.OwnConfigs(sweep.keys)
-        fast.read(base_text.encode())
-        a, b = fast.read(raw), agg.OwnConfigs(sweep.keys, max_templates=0).read(raw)
-        assert (a.sha256, repr(a.values), a.problem is None) == (b.sha256, repr(b.values), b.problem is None)
-
-    check()
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["config_yaml_sha256"] == text_sha256((d / "config.yaml").read_text())
+    assert status_mod.bytes_unchanged((d / "config.yaml").read_bytes(), meta)
 
 
 # ---------------------------------------------------------------------------------------------- non-finite metrics
@@ -807,7 +757,7 @@ def test_non_finite_metric_is_a_failed_run(tmp_path, metric, value):
     bad, good = list(sweep.runs)
     write_run(results, bad, "completed", sweep, **{metric: value})
     write_run(results, good, "completed", sweep)
-    status, reason = agg.run_status(results / bad)
+    status, reason = run_status(results / bad)
     assert status == "failed" and reason == f"summary.json: metrics.{metric} is {value}"
     rows = agg.sort_rows(agg.collect(results, sweep), "rouge1")
     assert [r["status"] for r in rows] == ["completed", "failed"] and agg.best_run(rows) == good
@@ -898,13 +848,13 @@ def test_started_runs_that_nothing_holds_are_incomplete(tmp_path):
     one on another host (whose process cannot be seen from here)."""
     d = write_run(tmp_path, "a", "incomplete")
     reason = "no process holds the run: interrupted, or waiting for its next job"
-    assert agg.run_status(d) == ("incomplete", reason)
+    assert run_status(d) == ("incomplete", reason)
     (d / ".lock").write_text("")  # released by its last holder
-    assert agg.run_status(d) == ("incomplete", reason)
+    assert run_status(d) == ("incomplete", reason)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     hold(d, pid=int(dead.stdout))  # killed -9 while holding it: the file still names it
-    assert agg.run_status(d) == ("incomplete", reason)
+    assert run_status(d) == ("incomplete", reason)
     hold(d, host="gpu-node-07")  # a Slurm job on another node
-    assert agg.run_status(d) == ("running", None)
+    assert run_status(d) == ("running", None)
     hold(d)
-    assert agg.run_status(d) == ("running", None)
+    assert run_status(d) == ("running", None)

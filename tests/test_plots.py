@@ -122,9 +122,8 @@ def test_metric_plot_refuses_unknown_key_or_metric(sweep_results):
         plots.plot_metric_vs_key(results, sweep, "accuracy", "training.learning_rate", tmp / "x.png")
 
 
-def test_sweep_plot_names_and_best_config(sweep_results):
+def test_best_config(sweep_results):
     sweep, results, _ = sweep_results
-    assert plots.sweep_plot_names(sweep) == ["rougeL_vs_training.learning_rate.png", "loss_curves.png"]
     from ledsweep.aggregate import by_config, collect
 
     best = plots.best_config(by_config(collect(results, sweep), sweep), "rougeL")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -89,6 +90,12 @@ def test_checkpoint_loads_with_auto_classes(baseline):
     model = AutoModelForSeq2SeqLM.from_pretrained(ckpt)
     tok = AutoTokenizer.from_pretrained(ckpt)
     assert model.config.model_type == "led" and len(tok) == model.config.vocab_size
+
+
+def test_meta_records_the_sha256_of_the_config_yaml_bytes(baseline):
+    """The tables check a run's config.yaml by these bytes, without a YAML parse (ledsweep.status)."""
+    meta = json.loads((baseline / "meta.json").read_text())
+    assert meta["config_yaml_sha256"] == hashlib.sha256((baseline / "config.yaml").read_bytes()).hexdigest()
 
 
 @pytest.mark.slow

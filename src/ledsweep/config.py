@@ -413,3 +413,8 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     for part in parents:
         data = data.setdefault(part, {})
     data[leaf] = value
+
+
+def run_config_text(config: dict, source: str = "run config") -> str:
+    """The text of a run's config.yaml as rule run_config writes it (link_checkpoint records its sha256)."""
+    return dump_yaml(from_dict(config, source=source).to_dict())

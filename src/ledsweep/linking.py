@@ -8,8 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .config import config_sha256, train_config_sha256
-from .runfolder import atomic_write_text, link_or_copy, write_json
+from .config import config_sha256, run_config_text, train_config_sha256
+from .runfolder import atomic_write_text, link_or_copy, text_sha256, write_json
 
 SHARED_FILES = ("log_history.jsonl", "step_losses.jsonl", "requirements.txt", "git.diff")
 
@@ -53,6 +53,7 @@ def link_checkpoint(
     record.update(
         run_name=config["run_name"],
         config_sha256=config_sha256(config),
+        config_yaml_sha256=text_sha256(run_config_text(config)),  # the bytes rule run_config wrote
         shared_checkpoint=record["trained_by"] != config["run_name"],
     )
     write_json(meta, record)

@@ -258,4 +258,3 @@ def text_pair_info(description: str, citation: str, inputs_description: str, cod
         features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
         codebase_urls=[codebase_url],
     )
-

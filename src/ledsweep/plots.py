@@ -1,9 +1,11 @@
 """Plots of runs and sweeps (PNG, matplotlib Agg), byte-identical across two runs on the same inputs.
 
-    plot_run_loss("results/demo_lr0.001_seed1", "results/demo_lr0.001_seed1/plots/loss.png")
-    plot_metric_vs_key("results", sweep, "rougeL", "training.learning_rate", "results/sweeps/demo/rougeL_vs_...png")
-    plot_loss_curves("results", sweep, "results/sweeps/demo/loss_curves.png")
-    comparison_html(collect("results", sweep), sweep)                # -> results/sweeps/demo/comparison.html
+    plot_run_loss("results/demo_lr0.001_seed1", "out/loss.png")
+    plot_metric_vs_key("results", sweep, "rougeL", "training.learning_rate", "out/rougeL_vs_lr.png")
+    plot_loss_curves("results", sweep, "out/loss_curves.png")
+    comparison_html(collect("results", sweep), sweep)                # the page's text
+
+Every function takes the path it writes: the workflow's plot rules (workflow/rules/plots.smk) name the files.
 
 Determinism: fixed font (DejaVu Sans, shipped with matplotlib), sizes, dpi and figure size; no
 timestamps or software tag in the PNG (`metadata={"Software": None}`); runs, configurations and
@@ -354,11 +356,6 @@ def plot_loss_curves(
         if drawn:
             ax.legend(loc="upper right", ncol=1 if drawn <= 8 else 2)
         return _save(fig, out)
-
-
-def sweep_plot_names(sweep: Sweep) -> list[str]:
-    """File names of the sweep's plots under results/sweeps/<sweep>/."""
-    return [*(f"{sweep.primary_metric}_vs_{k}.png" for k in group_keys(sweep)), "loss_curves.png"]
 
 
 def comparison_html(rows: list[dict], sweep: Sweep, metric: str | None = None) -> str:

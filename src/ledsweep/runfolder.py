@@ -318,3 +318,9 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:  # another file system, or links not allowed
         shutil.copy2(src, dst)
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of the bytes atomic_write_text writes for `text`. meta.json's config_yaml_sha256 is this of the
+    config.yaml text written for the run: readers compare bytes instead of parsing YAML (ledsweep.status)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -35,11 +35,11 @@ from .config import (
     RunConfig,
     TrainingConfig,
     check_semantics,
-    dump_yaml,
     from_dict,
     leaf_types,
     load_yaml,
     resolve_value,
+    run_config_text,
     run_schema,
     schema_leaf_paths,
     set_dotted,
@@ -410,10 +410,9 @@ def validate_workflow_config(config: dict, schema_path) -> None:
 
 def write_run_config(config: dict, path: str, log: str) -> None:
     """rule run_config (a `run:` block: no Python start per run): resolved config -> config.yaml, atomically."""
-    cfg = from_dict(config, source=path)
-    atomic_write_text(path, dump_yaml(cfg.to_dict()))
+    atomic_write_text(path, run_config_text(config, source=path))
     with open(log, "w") as f:
-        print(f"wrote {path} (run {cfg.run_name})", file=f)
+        print(f"wrote {path} (run {config['run_name']})", file=f)
 
 
 def vanished_inputs(snakemake_log: str) -> list[str]:
@@ -432,4 +431,3 @@ def vanished_inputs(snakemake_log: str) -> list[str]:
                 f"it is made again, and finished runs are kept"
             )
     return list(dict.fromkeys(lines))
-

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import distributed, provenance
 from . import model as model_mod
-from .config import SCRATCH, RunConfig, config_sha256, train_config_sha256
+from .config import SCRATCH, RunConfig, config_sha256, dump_yaml, train_config_sha256
 from .data import (
     check_prepared,
     data_hashes,
@@ -32,7 +32,7 @@ from .resume import (
     load_finished,
     record_attempt,
 )
-from .runfolder import RunFolder, atomic_write_text, now_iso, sha256_file, write_json
+from .runfolder import RunFolder, atomic_write_text, now_iso, sha256_file, text_sha256, write_json
 
 log = logging.getLogger("ledsweep")
 
@@ -107,6 +107,8 @@ def _meta(record: RunRecord, attempts: list[dict], **extra) -> dict:
         "git_dirty": git["dirty"],
         # the whole config (a training-only config has no decoding keys: the workflow's link step adds it)
         "config_sha256": config_sha256(cfg) if record.decoding else None,
+        # the bytes prepare_run_folder wrote: the tables check config.yaml without a YAML parse
+        "config_yaml_sha256": text_sha256(dump_yaml(cfg.to_dict())) if record.decoding else None,
         "train_config_sha256": train_config_sha256(cfg),
         "data_files": {split: f["path"] for split, f in files.items()},
         "data_sha256": data_hashes(manifest),  # hashed once, when prepared

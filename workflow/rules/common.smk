@@ -5,7 +5,7 @@ import re
 import sys
 from pathlib import Path
 
-from ledsweep.aggregate import metric_names
+from ledsweep.aggregate import group_keys, metric_names
 from ledsweep.config import training_part
 from ledsweep.schema import RUN_NAME_PATTERN
 from ledsweep.linking import link_checkpoint
@@ -66,16 +66,30 @@ REPORT_ONLY = report_only(sys.argv)
 
 
 def sweep_targets(name):
-    """The default target's files for one sweep (every run's loss plot, the tables, the plots)."""
-    from ledsweep.plots import sweep_plot_names
-
-    sweep, folder = SWEEPS[name], f"results/sweeps/{name}"
-    plots = [*sweep_plot_names(sweep), "comparison.html"]
+    """The default target's files for one sweep (every run's loss plot, the tables, the plots), named
+    by the rules that make them (aggregate.smk, plots.smk): the library takes the paths it writes.
+    """
+    sweep = SWEEPS[name]
     return [
-        *expand("results/{run}/plots/loss.png", run=sweep.runs),
-        f"{folder}/comparison.csv",
-        *(f"{folder}/{plot}" for plot in plots),
+        *run_loss_plots(name),
+        *expand(rules.aggregate.output.comparison, sweep=name),
+        *expand(
+            rules.plot_metric.output[0],
+            sweep=name,
+            metric=sweep.primary_metric,
+            key=group_keys(sweep),
+        ),
+        *sweep_curves(name),
     ]
+
+
+def run_loss_plots(name):
+    return expand(rules.plot_loss.output[0], run=list(SWEEPS[name].runs))
+
+
+def sweep_curves(name):
+    """loss_curves.png and comparison.html (rule plot_loss_curves)."""
+    return expand(list(rules.plot_loss_curves.output), sweep=name)
 
 
 def report_targets(name):
@@ -86,13 +100,13 @@ def report_targets(name):
     does not exist".
     """
     have = lambda path: Path(path).is_file()  # noqa: E731
-    runs, folder = SWEEPS[name].runs, f"results/sweeps/{name}"
+    runs = SWEEPS[name].runs
     configs = {r for r in runs if have(f"results/{r}/config.yaml")}
-    per_run = {f"results/{r}/plots/loss.png": r in configs for r in runs}
-    tables = [f"{folder}/comparison.csv", f"{folder}/comparison_by_config.csv"]
+    per_run = {path: r in configs for r, path in zip(runs, run_loss_plots(name))}
+    tables = expand(list(rules.aggregate.output), sweep=name)
     tables_ok = all(map(have, tables)) and len(configs) == len(runs)
     tables_ok = tables_ok and all(have(f"results/{r}/summary.json") for r in runs)
-    curves = [f"{folder}/loss_curves.png", f"{folder}/comparison.html"]
+    curves = sweep_curves(name)
     curves_ok = tables_ok and all(map(have, curves))
     return [
         path
@@ -115,7 +129,7 @@ def get_all_targets():
         if not shown:
             print(
                 f"report: sweep {name} left out: it has no results yet (make them with: snakemake "
-                f"--profile <profile> results/sweeps/{name}/comparison.csv)",
+                f"--profile <profile> {expand(rules.aggregate.output.comparison, sweep=name)[0]})",
                 file=sys.stderr,
             )
         elif len(shown) < len(wanted):
@@ -128,6 +142,13 @@ def get_all_targets():
         else:
             print(f"report: sweep {name}: all {len(wanted)} results", file=sys.stderr)
     return out
+
+
+def get_results_dir(wildcards, input):
+    """The folder of the run folders, for a rule whose input is a sweep's table
+    (results/sweeps/<sweep>/comparison.csv): a param, so that its script never names it.
+    """
+    return str(Path(input.comparison).parents[2])
 
 
 def get_sweep_metas(wildcards):
@@ -264,11 +285,9 @@ def get_sweep_hub_names(wildcards):
 def print_comparison_paths():
     """After a successful run: where each sweep's tables are."""
     for name in SWEEPS:
-        table = Path("results/sweeps") / name / "comparison.csv"
-        if table.exists():
-            print(
-                f"sweep {name}: comparison table {table}, by config {table.with_name('comparison_by_config.csv')}"
-            )
+        table, by_config = expand(list(rules.aggregate.output), sweep=name)
+        if Path(table).exists():
+            print(f"sweep {name}: comparison table {table}, by config {by_config}")
 
 
 def explain_failure(log_path):

@@ -42,6 +42,8 @@ rule plot_metric:
     localrule: True
     conda:
         "../../environment.yaml"
+    params:
+        results=get_results_dir,
     script:
         "../scripts/plot_metric.py"
 

@@ -1,4 +1,4 @@
-"""rule plot_loss: one run's log history -> results/{run}/plots/loss.png."""
+"""rule plot_loss: one run's log history (the folder of its meta.json input) -> the rule's loss.png."""
 
 import sys
 from pathlib import Path

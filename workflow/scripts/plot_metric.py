@@ -1,4 +1,4 @@
-"""rule plot_metric: a sweep's runs -> results/sweeps/{sweep}/{metric}_vs_{key}.png."""
+"""rule plot_metric: a sweep's runs -> the rule's {metric}_vs_{key}.png."""
 
 import sys
 
@@ -9,5 +9,5 @@ from ledsweep.sweep import load_sweeps  # noqa: E402
 
 w = snakemake.wildcards  # noqa: F821
 sweep = load_sweeps(snakemake.config, only=[w.sweep])[w.sweep]  # noqa: F821
-out = plot_metric_vs_key("results", sweep, w.metric, w.key, snakemake.output[0])  # noqa: F821
+out = plot_metric_vs_key(snakemake.params.results, sweep, w.metric, w.key, snakemake.output[0])  # noqa: F821
 print(f"wrote {out}", file=sys.stderr)

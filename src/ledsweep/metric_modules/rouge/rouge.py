@@ -41,7 +41,9 @@ Returns:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS)
 class Rouge(evaluate.Metric):
     def _info(self):
-        return metrics.text_pair_info(_DESCRIPTION, _CITATION, _KWARGS, "https://github.com/google-research/google-research/tree/master/rouge")
+        return metrics.text_pair_info(
+            _DESCRIPTION, _CITATION, _KWARGS, "https://github.com/google-research/google-research/tree/master/rouge"
+        )
 
     def _compute(self, predictions, references, workers=1, use_aggregator=False):
         rows = metrics.rouge_per_example(list(predictions), list(references), workers=workers)
