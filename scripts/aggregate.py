@@ -8,8 +8,6 @@ python scripts/aggregate.py --sweep demo --write          # -> results/sweeps/de
 
 import sys
 
-import _bootstrap  # noqa: F401  (puts src/ on sys.path in a plain checkout)
-
 from ledsweep.compare import main
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ bold when stdout is a terminal). Only a `completed` run can be best (not a `modi
 
 import sys
 
-import _bootstrap  # noqa: F401  (puts src/ on sys.path in a plain checkout)
-
 from ledsweep.compare import main
 
 if __name__ == "__main__":

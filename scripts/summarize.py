@@ -6,7 +6,7 @@ python scripts/summarize.py --checkpoint results/<run>/checkpoint --input docs.j
 
 import sys
 
-from _bootstrap import ledsweep_cli
+from ledsweep import cli
 
 if __name__ == "__main__":
-    sys.exit(ledsweep_cli().summarize_main())
+    sys.exit(cli.summarize_main())

@@ -7,7 +7,7 @@ python scripts/train_baseline.py --config results/<run>/config.yaml --output-dir
 
 import sys
 
-from _bootstrap import ledsweep_cli
+from ledsweep import cli
 
 if __name__ == "__main__":
-    sys.exit(ledsweep_cli().train_main())
+    sys.exit(cli.train_main())

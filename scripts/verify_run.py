@@ -10,8 +10,6 @@ Exit status: 0 identical, 1 within tolerance, 2 differs, 3 cannot verify. See do
 
 import sys
 
-import _bootstrap  # noqa: F401  (puts src/ on sys.path in a plain checkout)
-
 from ledsweep.verify import main
 
 if __name__ == "__main__":

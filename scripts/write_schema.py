@@ -12,8 +12,6 @@ workflow/schemas/config.schema.yaml  only `primary_metric`'s enum and descriptio
 
 from pathlib import Path
 
-from _bootstrap import ledsweep_cli  # noqa: F401  (puts src/ on sys.path)
-
 from ledsweep import metrics_registry
 from ledsweep.config import dump_yaml, run_schema, schema_leaf_paths
 

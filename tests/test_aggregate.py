@@ -722,7 +722,7 @@ def test_writers_record_the_sha256_of_the_config_yaml_bytes(tmp_path):
     """Rule run_config writes config.yaml, link_checkpoint writes meta.json (another job): its
     config_yaml_sha256 is that of the bytes run_config wrote, so a finished workflow run takes the fast way."""
     from ledsweep.config import train_config_sha256
-    from ledsweep.jobs import link_checkpoint
+    from ledsweep.linking import link_checkpoint
     from ledsweep.sweep import write_run_config
 
     sweep = make_sweep(tmp_path, {"seed": [1]})

@@ -509,3 +509,20 @@ def test_broken_extra_metric_is_refused_before_training(tmp_path, in_process):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"evaluation.extra_metrics: '{module.parent}': evaluate cannot load it: SyntaxError" in proc.stderr
     assert not (tmp_path / "results").exists(), "refused before any folder or preparation"
+
+
+def test_ledsweep_console_script_runs_each_command(tmp_path):
+    """`[project.scripts]`: `ledsweep train|summarize|verify|compare|aggregate` are the scripts' commands."""
+    exe = Path(PY).parent / "ledsweep"
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and all(
+        c in out.stdout for c in ("train", "summarize", "verify", "compare", "aggregate")
+    )
+    out = subprocess.run([exe, "nosuch"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown command 'nosuch'" in out.stderr
+    missing = tmp_path / "nope.yaml"
+    out = subprocess.run([exe, "train", "--config", missing], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("error:"), out.stderr
+    assert str(missing) in out.stderr
+    out = subprocess.run([exe, "compare", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("usage: ledsweep compare") and "--top" in out.stdout

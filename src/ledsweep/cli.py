@@ -1,4 +1,4 @@
-"""Command-line entry points (scripts/*.py are thin wrappers around these)."""
+"""The `ledsweep` command (`[project.scripts]`) and its subcommands; scripts/*.py are thin wrappers around them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import distributed, run, worker
+from . import compare, distributed, run, verify, worker
 from .config import ConfigError, load_config
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, exit_code, one_line, report_unexpected, setup_logging
 from .resume import ALLOW_LAYOUT_CHANGE
@@ -19,10 +19,39 @@ from .summarize import read_documents, summarize
 log = logging.getLogger("ledsweep")
 
 
-def train_main(argv: list[str] | None = None, callbacks: tuple = ()) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`ledsweep COMMAND [ARGS]`: one console script for every command."""
+    commands = {
+        "train": (train_main, "train and evaluate one run from one YAML config (scripts/train_baseline.py)"),
+        "summarize": (summarize_main, "summarize documents with a run's checkpoint (scripts/summarize.py)"),
+        "verify": (verify.main, "audit a finished run: drift and a replay (scripts/verify_run.py)"),
+        "compare": (
+            lambda a, prog: compare.main(a, compare=True, prog=prog),
+            "a sweep's runs, best first (scripts/compare.py)",
+        ),
+        "aggregate": (compare.main, "a sweep's comparison tables, or write them (scripts/aggregate.py)"),
+    }
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in commands:
+        usage = "usage: ledsweep {" + ",".join(commands) + "} ...\n\n"
+        usage += "".join(f"  {name:<10} {text}\n" for name, (_, text) in commands.items())
+        help_asked = argv[:1] in (["-h"], ["--help"])
+        if help_asked:
+            print(usage, end="")
+            return 0
+        print(
+            usage + (f"\nerror: unknown command {argv[0]!r}" if argv else "\nerror: a command is needed"),
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    command, _ = commands[argv[0]]
+    return command(argv[1:], prog=f"ledsweep {argv[0]}")
+
+
+def train_main(argv: list[str] | None = None, callbacks: tuple = (), prog: str = "train_baseline.py") -> int:
     """`train_baseline.py`; `callbacks`: more TrainerCallbacks for rank 0's training (bench/ times steps)."""
     parser = argparse.ArgumentParser(
-        prog="train_baseline.py",
+        prog=prog,
         description="Train and evaluate one LED run from one YAML config; writes <output_dir>/<run_name>/.",
     )
     parser.add_argument("--config", required=True, help="run config YAML (e.g. config/led_baseline.yaml)")
@@ -127,8 +156,8 @@ def positive_int(text: str) -> int:
     return value
 
 
-def summarize_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="summarize.py", description="Summarize documents with a saved checkpoint.")
+def summarize_main(argv: list[str] | None = None, prog: str = "summarize.py") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Summarize documents with a saved checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a run's checkpoint/ folder")
     parser.add_argument(
         "--input", required=True, help="JSONL/JSON/CSV/Parquet file with a text column, or - for stdin lines"

@@ -39,12 +39,14 @@ from .sweep import Sweep, load_sweeps
 BOLD, RESET = "\033[1m", "\033[0m"
 
 
-def parser(compare: bool) -> argparse.ArgumentParser:
+def parser(compare: bool, prog: str | None = None) -> argparse.ArgumentParser:
     """--sweep/--config/--results/--sort/--format, then --top/--color (compare.py) or --write (aggregate.py)."""
     if compare:
-        p = argparse.ArgumentParser(prog="compare.py", description="Compare the runs of a sweep, best first.")
+        p = argparse.ArgumentParser(prog=prog or "compare.py", description="Compare the runs of a sweep, best first.")
     else:
-        p = argparse.ArgumentParser(prog="aggregate.py", description="Compare the runs of a sweep (works mid-sweep).")
+        p = argparse.ArgumentParser(
+            prog=prog or "aggregate.py", description="Compare the runs of a sweep (works mid-sweep)."
+        )
     p.add_argument("--sweep", required=True, help="sweep name (a key of `sweeps:` in the workflow config)")
     p.add_argument("--config", default="config/config.yaml", help="workflow config YAML (default: %(default)s)")
     p.add_argument("--results", default="results", help="folder holding the run folders (default: %(default)s)")
@@ -95,9 +97,9 @@ def sort_metric(args: argparse.Namespace, sweep: Sweep) -> str:
     return metric
 
 
-def main(argv: list[str] | None = None, compare: bool = False) -> int:
+def main(argv: list[str] | None = None, compare: bool = False, prog: str | None = None) -> int:
     """scripts/aggregate.py (`compare=False`) or scripts/compare.py: print the sweep's comparison tables."""
-    p = parser(compare)
+    p = parser(compare, prog)
     args = p.parse_args(argv)
     top = args.top if compare else None
     if top is not None and top < 1:

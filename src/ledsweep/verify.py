@@ -325,11 +325,11 @@ def verify_run(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "verify_run.py") -> int:
     """`verify_run.py RUN_DIR [--steps K | --full] [--json]`: exit 0 identical, 1 within tolerance, 2 differs,
     3 cannot verify."""
     p = argparse.ArgumentParser(
-        prog="verify_run.py",
+        prog=prog,
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit status: 0 identical, 1 within tolerance, 2 differs, 3 cannot verify",
