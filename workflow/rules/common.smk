@@ -101,11 +101,13 @@ def report_targets(name):
     """
     have = lambda path: Path(path).is_file()  # noqa: E731
     runs = SWEEPS[name].runs
-    configs = {r for r in runs if have(f"results/{r}/config.yaml")}
+    configs = {r for r in runs if have(expand(rules.run_config.output[0], run=r)[0])}
     per_run = {path: r in configs for r, path in zip(runs, run_loss_plots(name))}
     tables = expand(list(rules.aggregate.output), sweep=name)
     tables_ok = all(map(have, tables)) and len(configs) == len(runs)
-    tables_ok = tables_ok and all(have(f"results/{r}/summary.json") for r in runs)
+    tables_ok = tables_ok and all(
+        map(have, expand(rules.evaluate.output.summary, run=runs))
+    )
     curves = sweep_curves(name)
     curves_ok = tables_ok and all(map(have, curves))
     return [
@@ -153,7 +155,7 @@ def get_results_dir(wildcards, input):
 
 def get_sweep_metas(wildcards):
     """Every run's meta.json (train output): the loss curves come from the run folders."""
-    return expand("results/{run}/meta.json", run=SWEEPS[wildcards.sweep].runs)
+    return expand(rules.link_checkpoint.output.meta, run=SWEEPS[wildcards.sweep].runs)
 
 
 def get_run(wildcards):
@@ -184,21 +186,25 @@ def get_train_config(wildcards):
 
 def get_trained_checkpoint(wildcards):
     """The trained model this run uses: its own, or that of the run it shares training with."""
-    return f"results/{TRAINED_BY[get_run(wildcards).name]}/trained/checkpoint"
+    return expand(
+        rules.train.output.checkpoint, run=TRAINED_BY[get_run(wildcards).name]
+    )[0]
 
 
 def get_trained_meta(wildcards):
-    return f"results/{TRAINED_BY[get_run(wildcards).name]}/trained/meta.json"
+    return expand(rules.train.output.meta, run=TRAINED_BY[get_run(wildcards).name])[0]
 
 
 def get_trained_dir(wildcards):
     """The run's own trained/ folder (a halving rung trains there; not an output of the rung)."""
-    return f"results/{wildcards.run}/trained"
+    return str(Path(expand(rules.train.output.meta, run=wildcards.run)[0]).parent)
 
 
 def get_prepared_data(wildcards):
     """The run's prepared (tokenized) data, made by rule prepare_data."""
-    return f"results/prepared/{RUN_DATA_KEY[get_run(wildcards).name]}"
+    return expand(
+        rules.prepare_data.output[0], data_key=RUN_DATA_KEY[get_run(wildcards).name]
+    )[0]
 
 
 def get_data_spec(wildcards):
@@ -224,7 +230,7 @@ def get_data_prefetch_markers(wildcards):
         r.sweep for name, r in RUNS.items() if RUN_DATA_KEY[name] == wildcards.data_key
     }
     return [
-        ancient(f"results/sweeps/{s}/prefetch.json")
+        ancient(expand(rules.prefetch.output[0], sweep=s)[0])
         for s in sorted(sweeps)
         if any(sweep_hub_names(s).values())
     ]
@@ -238,7 +244,7 @@ def get_prefetch_marker(wildcards):
     check_extra_metrics(sweep)
     if not any(sweep_hub_names(sweep).values()):
         return []
-    return ancient(f"results/sweeps/{sweep}/prefetch.json")
+    return ancient(expand(rules.prefetch.output[0], sweep=sweep)[0])
 
 
 @functools.cache
@@ -247,15 +253,14 @@ def check_extra_metrics(sweep):
     hub metric in the evaluate module cache (a filesystem check: no `import evaluate`). Run by each train
     job's input function, so `snakemake -n` fails here while `snakemake -f .../prefetch.json` runs.
     """
-    from ledsweep.metric_sources import missing_metrics
+    from ledsweep.metric_sources import missing_metrics, prefetch_hint
 
     missing = missing_metrics(r.config for r in SWEEPS[sweep].runs.values())
     if missing:
         hints = []
         if any("not in the evaluate module cache" in why for why in missing.values()):
             hints.append(
-                "prefetch hub metrics where there is internet (the login node): snakemake "
-                f"--profile <profile> -f results/sweeps/{sweep}/prefetch.json"
+                f"prefetch hub metrics where there is internet (the login node): {prefetch_hint(sweep)}"
             )
         if any(why.startswith("no metric module") for why in missing.values()):
             hints.append("fix the path of a local module or remove it")
@@ -268,7 +273,7 @@ def check_extra_metrics(sweep):
 
 
 def get_sweep_summaries(wildcards):
-    return expand("results/{run}/summary.json", run=SWEEPS[wildcards.sweep].runs)
+    return expand(rules.evaluate.output.summary, run=SWEEPS[wildcards.sweep].runs)
 
 
 @functools.cache
@@ -326,10 +331,8 @@ def halving_entrants(sweep, rung):
 def get_rung_results(wildcards):
     """The rung results a decision ranks: every run that entered the rung, at its step."""
     step = get_halving(wildcards)["rungs"][int(wildcards.rung) - 1]
-    return [
-        f"results/{run}/rungs/{step}.json"
-        for run in halving_entrants(wildcards.sweep, int(wildcards.rung))
-    ]
+    entrants = halving_entrants(wildcards.sweep, int(wildcards.rung))
+    return expand(rules.train_rung.output[0], run=entrants, step=step)
 
 
 def get_rung_entry(wildcards):
