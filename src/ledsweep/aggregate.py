@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics_registry as registry
-from .config import config_sha256
+from .config import config_sha256, get_dotted
 from .runfolder import atomic_write_text
+from .schema import is_number
 from .status import (
     FINISHED,
     STATUSES,
     State,
     check_config,
     inspect_runs,
-    is_number,
     mark_prepare_failures,
     parse_config,
 )
@@ -70,14 +70,6 @@ def columns(sweep: Sweep) -> list[str]:
     return ["run_name", "status", "reason", *sweep.keys, *metric_names(sweep), *halving_columns(sweep), *PROVENANCE]
 
 
-def _dotted(data: Any, key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return None
-        data = data[part]
-    return data
-
-
 def own_config(run: Run, state: State, keys: list[str]) -> tuple[dict, str | None]:
     """A finished run's config columns (swept key -> value in its own config.yaml, None where absent) and why
     it is `modified`, or None. No YAML parse when config.yaml is byte for byte what was written for the
@@ -87,11 +79,11 @@ def own_config(run: Run, state: State, keys: list[str]) -> tuple[dict, str | Non
         modified, data = check_config(state.config, meta["config_sha256"], meta)
         if modified is None and data is None:  # the bytes as written: parse only if the sweep changed since
             if config_sha256(run.config) == meta["config_sha256"]:
-                return {k: _dotted(run.config, k) for k in keys}, None
+                return {k: get_dotted(run.config, k, None) for k in keys}, None
             data = parse_config(state.config)[0]
     else:  # no record to check against (meta.json missing, or older than config_sha256): values only
         modified, data = None, parse_config(state.config)[0]
-    return {k: _dotted(data, k) for k in keys}, modified
+    return {k: get_dotted(data, k, None) for k in keys}, modified
 
 
 def results_folder(run_files: list[str]) -> Path:

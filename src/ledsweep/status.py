@@ -36,6 +36,7 @@ from . import metrics_registry as registry
 from .config import config_sha256
 from .data import MANIFEST, PREPARED_DIRNAME, data_key, data_keys, data_spec, failure_path
 from .runfolder import lock_holder
+from .schema import is_number
 from .sweep import Sweep
 
 STATUSES = ("completed", "stopped", "modified", "corrupt", "failed", "running", "incomplete", "pending", "missing")
@@ -58,12 +59,6 @@ class State(NamedTuple):
     summary: dict | None = None
     meta: dict | None = None
     config: bytes | object | None = None
-
-
-def is_number(x: Any) -> bool:
-    """An int or float, not a bool. NaN and +-inf count as numbers: callers that need a finite value check
-    math.isfinite themselves (search._is_number, by contrast, is False for them)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _read(path: str) -> bytes:
