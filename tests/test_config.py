@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -75,3 +76,14 @@ def test_config_readme_key_table_is_up_to_date():
     assert mod.readme_with_table(text) == text, "run: python scripts/write_schema.py"
     for key in C.schema_leaf_paths():
         assert f"`{key}`" in text, key
+
+
+def test_a_huge_number_is_not_echoed_whole():
+    """Issue 21: a 300-digit value was printed whole in the one-line error; it is shortened, naming its size."""
+    data = yaml.safe_load((REPO / "tests" / "configs" / "tiny_run.yaml").read_text())
+    data.setdefault("training", {})["learning_rate"] = 10**300
+    with pytest.raises(C.ConfigError) as err:
+        C.from_dict(data)
+    message = str(err.value)
+    assert "training.learning_rate: expected a value between" in message and "(301 digits)" in message
+    assert len(message) < 200

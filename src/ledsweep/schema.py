@@ -78,11 +78,20 @@ def dataclass_schema(cls: type) -> dict:
 _FLOATISH = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """repr(value) for a message, shortened past `limit` characters: a 300-digit integer is not echoed whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    what = f"{len(text)} digits" if isinstance(value, int) else f"{len(text)} characters"
+    return f"{text[:20]}...{text[-8:]} ({what})"
+
+
 def describe(value: Any) -> str:
     """A value for a message: its type and repr (a mapping or list: its type alone)."""
     if value is None:
         return "null"
-    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+    return f"{type(value).__name__} {shown(value)}" if not isinstance(value, (dict, list)) else type(value).__name__
 
 
 def schema_error_message(err: Any) -> str:
@@ -109,9 +118,9 @@ def schema_error_message(err: Any) -> str:
         return f"{key}: expected {expected}, got {describe(err.instance)}{hint}"
     if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[validator]
-        return f"{key}: expected a value {op} {err.validator_value}, got {err.instance!r}"
+        return f"{key}: expected a value {op} {err.validator_value}, got {shown(err.instance)}"
     if validator == "enum":
-        return f"{key}: expected one of {err.validator_value}, got {err.instance!r}"
+        return f"{key}: expected one of {err.validator_value}, got {shown(err.instance)}"
     if validator == "pattern":
         return f"{key}: {err.instance!r} does not match {err.validator_value}"
     if validator == "required":
@@ -214,7 +223,7 @@ def check_value(key: str, value: Any, kinds: tuple[str, ...]) -> str | None:
 
 def _float_problem(key: str, value: float, kinds: tuple[str, ...]) -> str | None:
     if not math.isfinite(value):
-        return f"{key}: expected a finite number, got {value!r}"
+        return f"{key}: expected a finite number, got {shown(value)}"
     if "integer" in kinds and value.is_integer():  # jsonschema counts 4.0 as an integer
         return f"{key}: expected an integer, got float {value!r} (write {int(value)})"
     return None
@@ -222,9 +231,9 @@ def _float_problem(key: str, value: float, kinds: tuple[str, ...]) -> str | None
 
 def _int_problem(key: str, value: int) -> str | None:
     if key == "seed" and value > SEED_MAX:
-        return f"{key}: expected a value <= {SEED_MAX} (2**32 - 1, numpy's limit), got {value}"
+        return f"{key}: expected a value <= {SEED_MAX} (2**32 - 1, numpy's limit), got {shown(value)}"
     if abs(value) > INT_MAX:
-        return f"{key}: expected a value between -(2**63 - 1) and 2**63 - 1, got {value}"
+        return f"{key}: expected a value between -(2**63 - 1) and 2**63 - 1, got {shown(value)}"
     return None
 
 
