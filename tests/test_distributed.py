@@ -223,3 +223,47 @@ def test_uneven_epochs_are_named_at_start():
     assert distributed.uneven_epoch(60, layout) is None  # 4 full global batches of 15 per epoch
     assert distributed.uneven_epoch(64, {**layout, "world_size": 1}) is None  # one process: nothing to match
     assert distributed.uneven_epoch(64, {"world_size": 2, "per_device_train_batch_size": 4}) is None
+
+
+def test_a_rank_trains_its_spec_like_train_baseline_and_reports_its_outcome(tmp_path, prepared, baseline):
+    """`python -m ledsweep.worker SPEC` in one process (what each torchrun rank runs): the same weights as
+    train_baseline.py, and rank 0's outcome file; a spec with bad training keys is exit 2, recorded nowhere."""
+    from ledsweep import run, worker
+    from ledsweep.config import load_config, training_part
+
+    cfg = load_config(write_config(tmp_path / "tiny.yaml", tmp_path / "results"))
+    trained = tmp_path / "results" / cfg.run_name / "trained"
+    trained.mkdir(parents=True)
+    spec = {
+        "config": training_part(cfg),
+        "run_dir": str(trained),
+        "failure_dir": str(trained.parent),
+        "prepared": str(run.prepare_for(cfg, str(prepared), 1)),
+        "threads": 1,
+        "stop_after": None,
+        "restart": True,
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert worker.worker_main(str(tmp_path / "spec.json")) == 0
+    assert json.loads((trained / worker.RESULT_FILE).read_text()) == {"rc": 0}
+    assert sha256_file(trained / "checkpoint" / "model.safetensors") == sha256_file(
+        baseline / "checkpoint" / "model.safetensors"
+    )
+    bad = tmp_path / "bad" / "trained"
+    bad.mkdir(parents=True)
+    spec.update(config={**spec["config"], "seed": -1}, run_dir=str(bad), failure_dir=str(bad.parent))
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    assert worker.worker_main(str(tmp_path / "bad.json")) == 2
+    assert json.loads((bad / worker.RESULT_FILE).read_text()) == {"rc": 2}
+    assert not (bad.parent / "failure.json").exists()  # bad input is said in the log, not a run's failure
+
+
+def test_several_nodes_need_the_mpi_resource(tmp_path):
+    from ledsweep.runfolder import RunFolder
+    from ledsweep.worker import Followers, train_ranks
+
+    with pytest.raises(distributed.LaunchError, match="needs the resources mpi"):
+        train_ranks(RunFolder(tmp_path), distributed.Layout(2, 1), {}, tmp_path, 2, None, mpi=None)
+    followers = Followers()
+    assert followers.told  # outside torchrun there is no one to tell: tell/done are no-ops
+    followers.done(0)

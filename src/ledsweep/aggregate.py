@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from .status import (
     mark_prepare_failures,
     parse_config,
 )
-from .sweep import Run, Sweep
+from .sweep import Run, Sweep, load_sweeps
 
 PROVENANCE = ("runtime_seconds", "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes")
 STAT_SUFFIXES = ("mean", "std", "ci95")
@@ -318,3 +319,21 @@ def render(rows: list[dict], header: list[str], markdown: bool = False, metrics:
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(header)]
     fmt = lambda line: "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, cells)])
+
+
+def aggregate_job(config: dict, sweep_name: str, summaries: list[str], comparison: str, by_config: str) -> None:
+    """rule aggregate: a sweep's two tables from its runs' folders (the parent of the summaries' run folders).
+    A modified run is named loudly, on the terminal and in the rule's log (stderr): its metrics are not a clean
+    result (kept out of by-config statistics and "best")."""
+    sweep = load_sweeps(config, only=[sweep_name])[sweep_name]
+    rows = collect(results_folder(summaries), sweep)
+    paths = write_table_files(rows, sweep, comparison, by_config, sweep.primary_metric)
+    for row in rows:
+        if row["status"] == "modified":
+            _say(f"WARNING: run {row['run_name']} is modified: {row['reason']}")
+    _say(f"sweep {sweep.name}: comparison table -> {paths[0]}")
+
+
+def _say(message: str) -> None:
+    print(message)
+    print(message, file=sys.stderr)

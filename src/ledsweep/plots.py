@@ -18,6 +18,7 @@ import html
 import io
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from .aggregate import (
     format_cell,
     group_keys,
     metric_names,
+    results_folder,
     sort_rows,
 )
-from .runfolder import atomic_write_bytes
-from .sweep import Sweep
+from .runfolder import atomic_write_bytes, atomic_write_text
+from .sweep import Sweep, load_sweeps
 
 DPI = 100
 FIGSIZE = (6.4, 4.0)
@@ -384,3 +386,20 @@ def comparison_html(rows: list[dict], sweep: Sweep, metric: str | None = None) -
         )
     out.append("</tbody></table></body></html>\n")
     return "\n".join(out)
+
+
+def loss_curves_job(config: dict, sweep_name: str, metas: list[str], curves: str, table: str) -> None:
+    """rule plot_loss_curves: a sweep's runs (their meta.json: the run folders) -> the loss curves and the HTML
+    comparison table of the report."""
+    sweep = load_sweeps(config, only=[sweep_name])[sweep_name]
+    results = results_folder(metas)
+    rows = collect(results, sweep)
+    print(f"wrote {plot_loss_curves(results, sweep, curves, rows=rows)}", file=sys.stderr)
+    atomic_write_text(table, comparison_html(rows, sweep))
+    print(f"wrote {table}", file=sys.stderr)
+
+
+def metric_plot_job(config: dict, sweep_name: str, results: str, metric: str, key: str, out: str) -> None:
+    """rule plot_metric: a sweep's runs -> `metric` against swept `key` (seed means and 95% CIs)."""
+    sweep = load_sweeps(config, only=[sweep_name])[sweep_name]
+    print(f"wrote {plot_metric_vs_key(results, sweep, metric, key, out)}", file=sys.stderr)

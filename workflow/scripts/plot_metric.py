@@ -1,13 +1,11 @@
-"""rule plot_metric: a sweep's runs -> the rule's {metric}_vs_{key}.png."""
+"""rule plot_metric: a sweep's runs -> results/sweeps/{sweep}/{metric}_vs_{key}.png."""
 
 import sys
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821 - `snakemake` is injected
+sm = snakemake  # noqa: F821 - `snakemake` is injected
+sys.stderr = open(sm.log[0], "w", buffering=1)
 
-from ledsweep.plots import plot_metric_vs_key  # noqa: E402
-from ledsweep.sweep import load_sweeps  # noqa: E402
+from ledsweep.plots import metric_plot_job  # noqa: E402
 
-w = snakemake.wildcards  # noqa: F821
-sweep = load_sweeps(snakemake.config, only=[w.sweep])[w.sweep]  # noqa: F821
-out = plot_metric_vs_key(snakemake.params.results, sweep, w.metric, w.key, snakemake.output[0])  # noqa: F821
-print(f"wrote {out}", file=sys.stderr)
+w = sm.wildcards
+metric_plot_job(sm.config, w.sweep, sm.params.results, w.metric, w.key, sm.output[0])
