@@ -38,8 +38,15 @@ def modules_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluate(modules_cache):
     """The `evaluate` library (imported once: 5-10 s), its module cache in `modules_cache`."""
+    import sys
+
     evaluate = metric_sources.import_evaluate()
-    evaluate.config.HF_MODULES_CACHE = modules_cache  # in case another test module imported it first
+    # in case an earlier test in this process imported evaluate (an in-process CLI loading an extra metric):
+    # its dynamic modules package came from another cache, first on sys.path; this cache goes first
+    evaluate.config.HF_MODULES_CACHE = modules_cache
+    sys.path.insert(0, str(modules_cache))
+    for name in [m for m in sys.modules if m.split(".")[0] == "evaluate_modules"]:
+        del sys.modules[name]
     return evaluate
 
 
