@@ -32,23 +32,22 @@ def generate_and_score_loss(model, tok, test, cfg: RunConfig, device) -> tuple[l
     preds: list[str] = [""] * len(lengths)
     loss_sum, n_tokens = 0.0, 0
     bs = cfg.training.per_device_eval_batch_size
-    window = model.config.attention_window
-    window = max(window) if isinstance(window, (list, tuple)) else window
+    window = model_mod.pad_multiple(model)
     model.eval()
     batches = [order[i : i + bs] for i in range(0, len(order), bs)]
     with torch.no_grad():
         for idx in tqdm(batches, desc="evaluate", unit="batch", mininterval=10, disable=None):
             rows = test[idx]
             batch = tok.pad({"input_ids": rows["input_ids"]}, pad_to_multiple_of=window, return_tensors="pt").to(device)
-            gam = model_mod.global_attention_mask(batch["input_ids"])
+            extra = model_mod.extra_inputs(model, batch["input_ids"])
             lab = tok.pad({"input_ids": rows["labels"]}, return_tensors="pt")["input_ids"]
             lab[lab == tok.pad_token_id] = -100
             lab = lab.to(device)
-            out = model(**batch, global_attention_mask=gam, labels=lab)
+            out = model(**batch, **extra, labels=lab)
             n = int((lab != -100).sum())
             loss_sum += out.loss.float().item() * n
             n_tokens += n
-            gen = model.generate(**batch, global_attention_mask=gam, generation_config=model.generation_config)
+            gen = model.generate(**batch, **extra, generation_config=model.generation_config)
             for i, text in zip(idx, tok.batch_decode(gen, skip_special_tokens=True)):
                 preds[i] = text.strip()
     return preds, loss_sum / max(n_tokens, 1)

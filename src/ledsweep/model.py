@@ -1,7 +1,9 @@
-"""Build a from-scratch LED or load a pretrained one; global attention on the first token."""
+"""Build a from-scratch LED or load a pretrained seq2seq model (LED, BART, T5, LongT5, PEGASUS-X, ...); the
+inputs only some models take (LED's global attention on the first token, its attention window)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,8 +17,14 @@ def check_model_source(cfg: RunConfig) -> None:
     if name == SCRATCH:
         return
     if is_local_path(name):
-        if not (Path(name).expanduser() / "config.json").is_file():
+        config_json = Path(name).expanduser() / "config.json"
+        if not config_json.is_file():
             raise ConfigError(f"model.name: {name} is not a model folder (no config.json)")
+        try:
+            local = json.loads(config_json.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"model.name: {config_json}: not a readable JSON model config ({e})") from None
+        check_seq2seq(name, local.get("model_type"), local.get("is_encoder_decoder"))
         return
     from transformers import AutoConfig
 
@@ -24,12 +32,23 @@ def check_model_source(cfg: RunConfig) -> None:
         mcfg = AutoConfig.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as e:
         raise ConfigError(f"model.name: cannot load '{name}' (hub id not cached, or offline?): {e}") from None
+    check_seq2seq(name, getattr(mcfg, "model_type", None), getattr(mcfg, "is_encoder_decoder", False))
     enc = getattr(mcfg, "max_encoder_position_embeddings", None) or getattr(mcfg, "max_position_embeddings", None)
     dec = getattr(mcfg, "max_decoder_position_embeddings", None) or getattr(mcfg, "max_position_embeddings", None)
     limits = {k: v for k, v in (("encoder", enc), ("decoder", dec)) if isinstance(v, int)}
     problems = position_limit_problems(cfg, (limits, f"the config of {name}")) if limits else []
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def check_seq2seq(name: str, model_type: str | None, is_encoder_decoder: bool | None) -> None:
+    """A summarizer here is an encoder-decoder (AutoModelForSeq2SeqLM): refuse an encoder-only (BERT) or
+    decoder-only (GPT-2) model before anything is written."""
+    if not is_encoder_decoder:
+        raise ConfigError(
+            f"model.name: {name} is a {model_type or 'model'} without a decoder over an encoder "
+            f"(is_encoder_decoder is not true); expected a seq2seq model such as LED, BART, T5, LongT5, PEGASUS-X"
+        )
 
 
 def resolve_precision(precision: str) -> str:
@@ -98,6 +117,30 @@ def global_attention_mask(input_ids):
     mask = torch.zeros_like(input_ids)
     mask[:, 0] = 1
     return mask
+
+
+def pad_multiple(model) -> int | None:
+    """What a batch's source length is rounded up to: LED's attention window (it pads there itself otherwise,
+    and warns); None for models without one."""
+    window = getattr(model.config, "attention_window", None)
+    return max(window) if isinstance(window, (list, tuple)) else window
+
+
+def extra_inputs(model, input_ids) -> dict:
+    """Inputs that only some models take: LED's global attention mask; nothing for BART, T5, ..."""
+    if getattr(model.config, "model_type", None) == "led":
+        return {"global_attention_mask": global_attention_mask(input_ids)}
+    return {}
+
+
+def source_limit(model, tokenizer) -> int:
+    """The longest input the model takes: its encoder positions where it has a limit (T5's relative positions
+    have none), and the tokenizer's."""
+    config = model.config
+    positions = getattr(config, "max_encoder_position_embeddings", None)
+    if positions is None and getattr(config, "model_type", None) != "t5":
+        positions = getattr(config, "max_position_embeddings", None)
+    return min(tokenizer.model_max_length, positions or 10**9)
 
 
 def set_threads(cfg: RunConfig, fallback: int | None = None) -> int:

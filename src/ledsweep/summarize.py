@@ -101,7 +101,7 @@ def summarize(
         gen.max_new_tokens = max_new_tokens
     if num_beams is not None:
         gen.num_beams = num_beams
-    limit = min(tok.model_max_length, getattr(model.config, "max_encoder_position_embeddings", None) or 10**9)
+    limit = model_mod.source_limit(model, tok)
     with torch.no_grad():
         for i in range(0, len(documents), batch_size):
             batch = tok(
@@ -109,7 +109,7 @@ def summarize(
             ).to(device)
             out = model.generate(
                 **batch,
-                global_attention_mask=model_mod.global_attention_mask(batch["input_ids"]),
+                **model_mod.extra_inputs(model, batch["input_ids"]),
                 generation_config=gen,
             )
             yield from (s.strip() for s in tok.batch_decode(out, skip_special_tokens=True))

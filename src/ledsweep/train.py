@@ -47,14 +47,13 @@ log = logging.getLogger("ledsweep")
 
 
 def collator(tokenizer, model):
-    """Dynamic padding for LED: sources to the batch's longest rounded up to the attention window (LED
-    pads there itself otherwise, and warns), labels only to the batch's longest (-100). Labels are not
+    """Dynamic padding: sources to the batch's longest, rounded up to LED's attention window (LED pads there
+    itself otherwise, and warns), labels only to the batch's longest (-100). Labels are not
     rounded up: every decoder position costs compute, and summaries are often much shorter than a window
     (demo: 9-token summaries padded to 32 cost ~12% of each training step)."""
     import torch
 
-    window = model.config.attention_window
-    window = max(window) if isinstance(window, (list, tuple)) else window
+    window = model_mod.pad_multiple(model) or 1
     pad_id, left = tokenizer.pad_token_id, tokenizer.padding_side == "left"
 
     def pad(seqs, value, length):
@@ -73,7 +72,7 @@ def collator(tokenizer, model):
             labels = [f["labels"] for f in features]
             batch["labels"] = pad(labels, -100, max(len(s) for s in labels))
             batch["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
-        batch["global_attention_mask"] = model_mod.global_attention_mask(batch["input_ids"])
+        batch.update(model_mod.extra_inputs(model, batch["input_ids"]))
         return batch
 
     return collate

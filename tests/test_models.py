@@ -1,0 +1,75 @@
+"""Beyond LED (issue 24): any encoder-decoder that AutoModelForSeq2SeqLM loads trains, evaluates and
+summarizes through the same code; inputs only LED takes (global attention, its window) go to LED alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli, summary_metrics, write_config
+
+from ledsweep.runfolder import sha256_file
+
+
+def save_tiny(folder, config, baseline) -> str:
+    """A tiny model of `config` beside the scratch tokenizer of the baseline run (offline, seconds)."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(baseline / "checkpoint"))
+    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return str(folder)
+
+
+def tiny_bart(folder, baseline) -> str:
+    from transformers import AutoTokenizer, BartConfig
+
+    tok = AutoTokenizer.from_pretrained(str(baseline / "checkpoint"))
+    config = BartConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None,
+    )  # fmt: skip
+    return save_tiny(folder, config, baseline)
+
+
+def test_a_bart_folder_trains_evaluates_and_summarizes(tmp_path, prepared, baseline):
+    """Issue 24: a local BART folder failed at once ('BartConfig' object has no attribute 'attention_window')."""
+    model = tiny_bart(tmp_path / "bart", baseline)
+    cfg = write_config(tmp_path / "bart.yaml", tmp_path / "results", model__name=model, run_name="bart_run")
+    run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
+    run = tmp_path / "results" / "bart_run"
+    meta = json.loads((run / "meta.json").read_text())
+    assert (
+        meta["global_step"] == 12
+        and json.loads((run / "checkpoint" / "config.json").read_text())["model_type"] == "bart"
+    )
+    metrics = summary_metrics(run)
+    assert 0 <= metrics["rougeL"] <= 1 and metrics["loss"] > 0
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"document": "the cat sat on the mat."}) + "\n")
+    out = run_cli("summarize.py", "--checkpoint", run / "checkpoint", "--input", docs, check=True)
+    assert json.loads(out.stdout.splitlines()[0])["document"] == "the cat sat on the mat."
+    # the same config again: the same weights (a new model family keeps the determinism promise)
+    again = write_config(tmp_path / "again.yaml", tmp_path / "again", model__name=model, run_name="bart_run")
+    run_cli("train_baseline.py", "--config", again, check=True, prepared=prepared)
+    assert sha256_file(tmp_path / "again" / "bart_run" / "checkpoint" / "model.safetensors") == meta["weights_sha256"]
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_encoder_only_and_decoder_only_models_are_refused_before_anything_is_written(tmp_path, kind, baseline):
+    from transformers import AutoModel, BertConfig, GPT2Config
+
+    config = (
+        BertConfig(vocab_size=400, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+        if kind == "bert"
+        else GPT2Config(vocab_size=400, n_embd=32, n_layer=1, n_head=2)
+    )
+    AutoModel.from_config(config).save_pretrained(str(tmp_path / kind))
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", model__name=str(tmp_path / kind))
+    proc = run_cli("train_baseline.py", "--config", cfg)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: model.name: {tmp_path / kind} is a {kind} without a decoder over an encoder")
+    assert not (tmp_path / "results").exists()
