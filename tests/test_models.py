@@ -73,3 +73,55 @@ def test_encoder_only_and_decoder_only_models_are_refused_before_anything_is_wri
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: model.name: {tmp_path / kind} is a {kind} without a decoder over an encoder")
     assert not (tmp_path / "results").exists()
+
+
+def tiny_of(kind: str, folder, baseline) -> str:
+    """A tiny T5, LongT5 or PEGASUS-X beside the scratch tokenizer (decoding starts from the pad token)."""
+    from transformers import AutoTokenizer, LongT5Config, PegasusXConfig, T5Config
+
+    tok = AutoTokenizer.from_pretrained(str(baseline / "checkpoint"))
+    ids = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id)
+    t5 = dict(vocab_size=len(tok), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
+    config = {
+        "t5": lambda: T5Config(**t5, **ids),
+        "longt5": lambda: LongT5Config(**t5, local_radius=8, **ids),
+        "pegasus_x": lambda: PegasusXConfig(
+            vocab_size=len(tok),
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=1024,
+            block_size=16,
+            num_global_tokens=4,
+            **ids,
+        ),  # fmt: skip
+    }[kind]()
+    return save_tiny(folder, config, baseline)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["t5", "longt5", "pegasus_x"])
+def test_t5_longt5_pegasus_x_train_resume_bitwise_evaluate_and_summarize(tmp_path, prepared, baseline, kind):
+    model = tiny_of(kind, tmp_path / kind, baseline)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "results", model__name=model, run_name=kind)
+    run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
+    run = tmp_path / "results" / kind
+    assert json.loads((run / "meta.json").read_text())["global_step"] == 12 and summary_metrics(run)["loss"] > 0
+    killed = write_config(tmp_path / "k.yaml", tmp_path / "killed", model__name=model, run_name=kind)
+    proc = run_cli("train_baseline.py", "--config", killed, prepared=prepared, env={"LEDSWEEP_FAULT": "after_save:4"})
+    assert proc.returncode != 0
+    run_cli("train_baseline.py", "--config", killed, check=True, prepared=prepared)
+    resumed = tmp_path / "killed" / kind
+    assert json.loads((resumed / "meta.json").read_text())["resumes"] == 1
+    assert sha256_file(resumed / "checkpoint" / "model.safetensors") == sha256_file(
+        run / "checkpoint" / "model.safetensors"
+    )
+    assert summary_metrics(resumed) == summary_metrics(run)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"document": "the cat sat on the mat."}) + "\n")
+    out = run_cli("summarize.py", "--checkpoint", run / "checkpoint", "--input", docs, check=True)
+    assert len(out.stdout.splitlines()) == 1
