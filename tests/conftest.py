@@ -172,6 +172,40 @@ def tiny_sweep(tmp_path_factory) -> Path:
     return once(tmp_path_factory, "tiny_sweep", build) / "wd"
 
 
+def tiny_model(kind: str, folder: Path, tok=None) -> str:
+    """A tiny BART, T5, LongT5 or PEGASUS-X saved with `tok` (default: a BPE tokenizer trained offline on the
+    demo documents) in `folder`: a local model folder for model.name, made in a second."""
+    from transformers import AutoModelForSeq2SeqLM, BartConfig, LongT5Config, PegasusXConfig, T5Config
+
+    from ledsweep.tokenization import train_bpe_tokenizer
+
+    if tok is None:
+        rows = [json.loads(line) for line in (REPO / "data" / "demo" / "train.jsonl").read_text().splitlines()]
+        tok = train_bpe_tokenizer([[r["document"] for r in rows[:200]]], vocab_size=400, max_length=1024)
+    ids = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    bart_like = dict(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=1024,
+    )  # fmt: skip
+    t5_like = dict(d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
+    starts = dict(decoder_start_token_id=tok.pad_token_id)  # T5 and PEGASUS-X decode from <pad>
+    config = {
+        "bart": lambda: BartConfig(
+            **bart_like,
+            **ids,
+            bos_token_id=tok.bos_token_id,
+            decoder_start_token_id=tok.eos_token_id,
+            forced_eos_token_id=None,
+        ),  # fmt: skip
+        "t5": lambda: T5Config(**t5_like, **ids, **starts),
+        "longt5": lambda: LongT5Config(**t5_like, local_radius=8, **ids, **starts),
+        "pegasus_x": lambda: PegasusXConfig(**bart_like, block_size=16, num_global_tokens=4, **ids, **starts),
+    }[kind]()
+    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return str(folder)
+
+
 SMALL_SWEEPS = """
 sweeps:
   one:    # one run: the standard run folder through every rule
@@ -183,6 +217,16 @@ sweeps:
     set: {evaluation.bertscore_model: null}
     sample: {n: 2, seed: 0, space: {training.learning_rate: {loguniform: [1.0e-3, 3.0e-3]}}}
     halving: {rungs: [6, 12], keep: 0.5, metric: loss}
+  models: # beyond LED: two local model folders, each with its own tokenizer (its own prepared data)
+    base: config/tiny_run.yaml
+    set: {evaluation.bertscore_model: null}
+    grid:
+      model.name: [models/bart, models/t5]
+  variant: # your own model code (examples/bart_variant.py), through the workflow
+    base: config/tiny_run.yaml
+    set: {evaluation.bertscore_model: null, model.factory: "examples/bart_variant.py:build"}
+    grid:
+      model.factory_args: [{embedding_gain: 0.5}]
 """
 
 
@@ -196,6 +240,8 @@ def small_sweeps(tmp_path_factory) -> Path:
     def build(tmp: Path) -> None:
         (tmp / "sweeps.yaml").write_text(SMALL_SWEEPS)
         wd = make_workdir(tmp / "wd", tmp / "sweeps.yaml")
+        for kind in ("bart", "t5"):
+            tiny_model(kind, wd / "models" / kind)
         proc = snakemake(wd, *LOCAL, "--set-threads", "train_rung=1")
         assert proc.returncode == 0, proc.stdout[-6000:]
 

@@ -6,37 +6,21 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli, summary_metrics, write_config
+from conftest import run_cli, summary_metrics, tiny_model, write_config
 
 from ledsweep.runfolder import sha256_file
 
 
-def save_tiny(folder, config, baseline) -> str:
-    """A tiny model of `config` beside the scratch tokenizer of the baseline run (offline, seconds)."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+def tiny_of(kind: str, folder, baseline) -> str:
+    """A tiny model of `kind` beside the scratch tokenizer of the baseline run (offline, a second)."""
+    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(baseline / "checkpoint"))
-    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return str(folder)
-
-
-def tiny_bart(folder, baseline) -> str:
-    from transformers import AutoTokenizer, BartConfig
-
-    tok = AutoTokenizer.from_pretrained(str(baseline / "checkpoint"))
-    config = BartConfig(
-        vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=1024,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None,
-    )  # fmt: skip
-    return save_tiny(folder, config, baseline)
+    return tiny_model(kind, folder, AutoTokenizer.from_pretrained(str(baseline / "checkpoint")))
 
 
 def test_a_bart_folder_trains_evaluates_and_summarizes(tmp_path, prepared, baseline):
     """Issue 24: a local BART folder failed at once ('BartConfig' object has no attribute 'attention_window')."""
-    model = tiny_bart(tmp_path / "bart", baseline)
+    model = tiny_of("bart", tmp_path / "bart", baseline)
     cfg = write_config(tmp_path / "bart.yaml", tmp_path / "results", model__name=model, run_name="bart_run")
     run_cli("train_baseline.py", "--config", cfg, check=True, prepared=prepared)
     run = tmp_path / "results" / "bart_run"
@@ -73,34 +57,6 @@ def test_encoder_only_and_decoder_only_models_are_refused_before_anything_is_wri
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: model.name: {tmp_path / kind} is a {kind} without a decoder over an encoder")
     assert not (tmp_path / "results").exists()
-
-
-def tiny_of(kind: str, folder, baseline) -> str:
-    """A tiny T5, LongT5 or PEGASUS-X beside the scratch tokenizer (decoding starts from the pad token)."""
-    from transformers import AutoTokenizer, LongT5Config, PegasusXConfig, T5Config
-
-    tok = AutoTokenizer.from_pretrained(str(baseline / "checkpoint"))
-    ids = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id)
-    t5 = dict(vocab_size=len(tok), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
-    config = {
-        "t5": lambda: T5Config(**t5, **ids),
-        "longt5": lambda: LongT5Config(**t5, local_radius=8, **ids),
-        "pegasus_x": lambda: PegasusXConfig(
-            vocab_size=len(tok),
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            max_position_embeddings=1024,
-            block_size=16,
-            num_global_tokens=4,
-            **ids,
-        ),  # fmt: skip
-    }[kind]()
-    return save_tiny(folder, config, baseline)
 
 
 @pytest.mark.slow

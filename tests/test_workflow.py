@@ -78,6 +78,49 @@ def test_halving_sweep_stops_half_at_the_rung(small_sweeps):
     }
 
 
+def test_a_sweep_over_two_models_gives_one_table(small_sweeps):
+    """Issue 24: grid over model.name (a tiny BART and a tiny T5 folder, each its own tokenizer): each run
+    is prepared with its model's tokenizer, trained and evaluated; both rows are in one comparison.csv."""
+    results = small_sweeps / "results"
+    rows = {r["run_name"]: r for r in read_csv(results / "sweeps/models/comparison.csv")}
+    assert set(rows) == {"models_namebart", "models_namet5"}
+    keys = set()
+    for run, kind in (("models_namebart", "bart"), ("models_namet5", "t5")):
+        assert json.loads((results / run / "checkpoint" / "config.json").read_text())["model_type"] == kind
+        assert rows[run]["status"] == "completed" and rows[run]["model.name"] == f"models/{kind}"
+        summary = json.loads((results / run / "summary.json").read_text())
+        assert float(rows[run]["rougeL"]) == summary["metrics"]["rougeL"]
+        keys.add(json.loads((results / run / "meta.json").read_text())["prepared_data"]["key"])
+    assert len(keys) == 2  # one prepared data per tokenizer
+
+
+def test_a_factory_model_runs_through_the_workflow(small_sweeps, tmp_path):
+    """Issue 24.2: model.factory through `snakemake --profile profiles/local`: its file's sha256 in meta.json,
+    the checkpoint records how to build it again; editing the file makes Snakemake retrain that run."""
+    from ledsweep.runfolder import sha256_file
+
+    run = small_sweeps / "results" / "variant_factory_argsembedding-gain-0.5"
+    meta = json.loads((run / "meta.json").read_text())
+    code = small_sweeps / "examples" / "bart_variant.py"
+    assert meta["model_code"]["sha256"] == sha256_file(code) and meta["model_code"]["factory"].startswith("examples/")
+    assert json.loads((run / "checkpoint" / "ledsweep_factory.json").read_text())["model_config"]["factory_args"] == {
+        "embedding_gain": 0.5
+    }
+    [row] = read_csv(small_sweeps / "results/sweeps/variant/comparison.csv")
+    assert (
+        row["status"] == "completed"
+        and float(row["loss"]) == json.loads((run / "summary.json").read_text())["metrics"]["loss"]
+    )
+    wd = copy_tree(small_sweeps, tmp_path / "wd")
+    (wd / "examples").unlink()
+    shutil.copytree(small_sweeps / "examples", wd / "examples")  # a copy of the code, to edit
+    with open(wd / "examples" / "bart_variant.py", "a") as f:
+        f.write("\n# edited\n")
+    proc = snakemake(wd, *LOCAL, "-n")
+    planned = [ln.split()[-1] for ln in proc.stdout.splitlines() if "wildcards: run=" in ln]
+    assert proc.returncode == 0 and set(planned) == {"run=variant_factory_argsembedding-gain-0.5"}, proc.stdout[-3000:]
+
+
 @pytest.mark.slow
 def test_workflow_train_takes_the_run_folders_lock(sweep_dir):
     """issue 21.6: the workflow's train job locked results/<run>/trained while train_baseline.py locks

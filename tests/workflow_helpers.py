@@ -16,7 +16,7 @@ LOCAL = ("--profile", "profiles/local", "--set-threads", "train=1", "evaluate=1"
 def make_workdir(path: Path, sweep_config: str | Path, extra: dict[str, str] | None = None) -> Path:
     """A working directory that looks like a checkout: workflow/, profiles/, data/, config/."""
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("workflow", "profiles", "data", "scripts", "src"):
+    for name in ("workflow", "profiles", "data", "scripts", "src", "examples"):
         (path / name).symlink_to(REPO / name)
     (path / "config").mkdir()
     shutil.copy(REPO / "tests" / "configs" / "tiny_run.yaml", path / "config" / "tiny_run.yaml")

@@ -246,6 +246,8 @@ def _cell(v: Any) -> str:
         return ""
     if isinstance(v, bool):
         return str(v).lower()
+    if isinstance(v, (dict, list)):  # a mapping key (model.factory_args) or a list: as the config writes it
+        return json.dumps(v, sort_keys=True)
     return repr(v) if isinstance(v, float) else str(v)
 
 

@@ -123,6 +123,7 @@ def _train_main(args, stages: tuple[str, ...], followers: worker.Followers | Non
             trained = RunFolder(cfg.run_dir)
             keep = (trained.read_json(trained.meta, default={}).get("prepared_data") or {}).get("fingerprint")
         prepared = run.prepare_for(cfg, args.prepared_dir, args.threads, keep)  # before any run folder exists
+        run.preflight_prepared(cfg, stages, prepared)
         return run.run_stages(
             cfg,
             stages,

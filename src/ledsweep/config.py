@@ -25,6 +25,7 @@ import yaml
 
 from .errors import ConfigError
 from .schema import (
+    FACTORY_PATTERN,
     PATH_KEYS,
     RUN_NAME_PATTERN,
     SCRATCH,
@@ -48,11 +49,28 @@ class ModelConfig:
     name: str = option(
         SCRATCH,
         "Hub id (e.g. allenai/led-base-16384) or local folder loaded with from_pretrained "
-        "(HF_HUB_OFFLINE is honoured), or 'scratch' for a new LED sized by the keys below "
-        "with a byte-level BPE tokenizer trained offline on the training split.",
+        "(HF_HUB_OFFLINE is honoured), or 'scratch' for a new model (model.architecture, default LED) sized by "
+        "the keys below with a byte-level BPE tokenizer trained offline on the training split.",
         minLength=1,
     )
     trust_remote_code: bool = option(False, "Allow code from the model repository to run. Off unless you trust it.")
+    architecture: Literal["led", "bart", "t5", "longt5", "pegasus_x"] = option(
+        "led",
+        "scratch: the seq2seq family built from the sizes below: led, bart, t5 or longt5 (relative positions: "
+        "no position limit), pegasus_x. attention_window is LED's window, LongT5's local radius x 2 and "
+        "PEGASUS-X's block size. Only with model.name: scratch and no model.factory.",
+    )
+    factory: str | None = option(
+        None,
+        "Your own model code: '<module>:<function>' or '<path/to/file.py>:<function>', a function "
+        "build(model_config: dict, tokenizer) -> transformers.PreTrainedModel (an encoder-decoder), called with "
+        "this model section as a dict and model.name's tokenizer (scratch: the one trained offline). The "
+        "file's sha256 is recorded in meta.json; a change to it is a different run.",
+        pattern=FACTORY_PATTERN,
+    )
+    factory_args: dict[str, Any] = option(
+        {}, "model.factory: more settings for your build function (model_config['factory_args']), any mapping."
+    )
     d_model: int = option(64, "scratch: hidden size.", minimum=8)
     encoder_layers: int = option(2, "scratch: encoder layers.", minimum=1)
     decoder_layers: int = option(2, "scratch: decoder layers.", minimum=1)
@@ -202,7 +220,7 @@ def schema_leaf_paths(schema: dict | None = None, prefix: str = "") -> dict[str,
     schema = schema or run_schema()
     out = {}
     for key, prop in schema["properties"].items():
-        if prop.get("type") == "object":
+        if prop.get("type") == "object" and "properties" in prop:  # a section (factory_args is one value)
             out.update(schema_leaf_paths(prop, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = prop

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import provenance
+from . import factory, provenance
 from .config import ConfigError, config_sha256, load_config
 from .model import resolve_precision
 from .runfolder import RunFolder, sha256_file
@@ -146,7 +146,17 @@ def _code_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], str]:
                 "uncommitted changes differ in: " + ", ".join(changed),
             )
         )
-    return diffs, "git commit and uncommitted diff"
+    code = meta.get("model_code")
+    if code:  # model.factory: the user's model code, outside the checkout
+        now = factory.source_file(code["factory"])
+        diffs += _differs(
+            "model_code",
+            code["sha256"],
+            sha256_file(now) if now else "missing",
+            "code",
+            f"model.factory {code['factory']}: {now or code['file']} is not the code the run was trained with",
+        )
+    return diffs, "git commit and uncommitted diff" + (", model code (model.factory)" if code else "")
 
 
 def _environment_drift(run: RunFolder, meta: dict) -> tuple[list[Difference], str]:

@@ -98,7 +98,7 @@ def evaluate(
     meta = train_meta or run.read_json(run.meta, default={})
     check_trained_with(cfg, meta, run)
     check_trained_data(meta, manifest, run)
-    model, tok = model_mod.load_pretrained(str(run.checkpoint))
+    model, tok = model_mod.load_trained(run.checkpoint)
     model_mod.configure_generation(model, cfg)  # this run's decoding (variants share one trained model)
     model.to(device)
 

@@ -77,7 +77,7 @@ def score_rung(cfg, checkpoint: Path, prepared: Path, threads: int | None) -> di
     if val is None:
         raise ValueError(f"{prepared}: no validation split: halving measures runs on it")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tok = model_mod.load_pretrained(str(checkpoint))
+    model, tok = model_mod.load_trained(checkpoint, cfg)
     model_mod.configure_generation(model, cfg)
     model.to(device)
     references = val["reference"]

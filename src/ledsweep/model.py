@@ -1,19 +1,28 @@
-"""Build a from-scratch LED or load a pretrained seq2seq model (LED, BART, T5, LongT5, PEGASUS-X, ...); the
-inputs only some models take (LED's global attention on the first token, its attention window)."""
+"""The model of a run: built by your code (`factory`), new from the sizes (`scratch`), or a pretrained seq2seq
+model (LED, BART, T5, LongT5, PEGASUS-X, ...); loaded again from a trained checkpoint; the inputs only some
+models take (LED's global attention on the first token, its attention window)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 
+from . import factory, scratch
 from .config import SCRATCH, ConfigError, RunConfig
 from .schema import is_local_path, position_limit_problems
+
+log = logging.getLogger("ledsweep")
 
 
 def check_model_source(cfg: RunConfig) -> None:
     """Fail early (before any run folder exists) on a model that cannot be loaded."""
     name = cfg.model.name
+    if cfg.model.factory:  # importable and callable now; what it builds is checked when built (check_model_config)
+        factory.load(cfg.model.factory)
+        return
     if name == SCRATCH:
         return
     if is_local_path(name):
@@ -32,21 +41,15 @@ def check_model_source(cfg: RunConfig) -> None:
         mcfg = AutoConfig.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as e:
         raise ConfigError(f"model.name: cannot load '{name}' (hub id not cached, or offline?): {e}") from None
-    check_seq2seq(name, getattr(mcfg, "model_type", None), getattr(mcfg, "is_encoder_decoder", False))
-    enc = getattr(mcfg, "max_encoder_position_embeddings", None) or getattr(mcfg, "max_position_embeddings", None)
-    dec = getattr(mcfg, "max_decoder_position_embeddings", None) or getattr(mcfg, "max_position_embeddings", None)
-    limits = {k: v for k, v in (("encoder", enc), ("decoder", dec)) if isinstance(v, int)}
-    problems = position_limit_problems(cfg, (limits, f"the config of {name}")) if limits else []
-    if problems:
-        raise ConfigError("; ".join(problems))
+    check_model_config(cfg, mcfg, f"the config of {name}")
 
 
-def check_seq2seq(name: str, model_type: str | None, is_encoder_decoder: bool | None) -> None:
+def check_seq2seq(name: str, model_type: str | None, is_encoder_decoder: bool | None, key: str = "model.name") -> None:
     """A summarizer here is an encoder-decoder (AutoModelForSeq2SeqLM): refuse an encoder-only (BERT) or
     decoder-only (GPT-2) model before anything is written."""
     if not is_encoder_decoder:
         raise ConfigError(
-            f"model.name: {name} is a {model_type or 'model'} without a decoder over an encoder "
+            f"{key}: {name} is a {model_type or 'model'} without a decoder over an encoder "
             f"(is_encoder_decoder is not true); expected a seq2seq model such as LED, BART, T5, LongT5, PEGASUS-X"
         )
 
@@ -62,29 +65,75 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def build_scratch(cfg: RunConfig, tokenizer):
-    from transformers import LEDConfig, LEDForConditionalGeneration
-
+def new_model(cfg: RunConfig, tokenizer):
+    """The model a training starts from: built by model.factory, a new one sized by the model.* keys
+    (model.architecture), or the pretrained weights of model.name. Checked: an encoder-decoder whose positions
+    hold the configured lengths. The caller seeds first (same seed -> same weights)."""
     m = cfg.model
-    config = LEDConfig(
-        vocab_size=len(tokenizer),
-        d_model=m.d_model,
-        encoder_layers=m.encoder_layers,
-        decoder_layers=m.decoder_layers,
-        encoder_attention_heads=m.attention_heads,
-        decoder_attention_heads=m.attention_heads,
-        encoder_ffn_dim=m.ffn_dim,
-        decoder_ffn_dim=m.ffn_dim,
-        attention_window=m.attention_window,
-        max_encoder_position_embeddings=m.max_encoder_position_embeddings,
-        max_decoder_position_embeddings=m.max_decoder_position_embeddings,
-        dropout=m.dropout,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.eos_token_id,
-    )
-    return LEDForConditionalGeneration(config)
+    if m.factory:
+        model = factory.build(m.factory, dataclasses.asdict(m), tokenizer)
+        check_model_config(cfg, model.config, f"the model {m.factory} built")
+    elif m.name == SCRATCH:
+        model = scratch.build(m, tokenizer)
+    else:
+        model, _ = load_pretrained(m.name, m.trust_remote_code, tokenizer=False)
+    return model
+
+
+def check_model_config(cfg: RunConfig, config, where: str) -> None:
+    """A model (config) we did not size: an encoder-decoder whose positions hold the configured lengths."""
+    key = "model.factory" if cfg.model.factory else "model.name"
+    check_seq2seq(where, getattr(config, "model_type", None), getattr(config, "is_encoder_decoder", False), key)
+    limits = position_limits_of(config)
+    if limits and (problems := position_limit_problems(cfg, (limits, where))):
+        raise ConfigError("; ".join(problems))
+
+
+def position_limits_of(config) -> dict[str, int]:
+    """A model config's encoder/decoder position limits (none for relative positions: T5, LongT5)."""
+    enc = getattr(config, "max_encoder_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
+    dec = getattr(config, "max_decoder_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
+    return {k: v for k, v in (("encoder", enc), ("decoder", dec)) if isinstance(v, int)}
+
+
+def load_trained(folder: str | Path, cfg: RunConfig | None = None):
+    """(model, tokenizer) of a trained checkpoint/ (or a resume checkpoint of `cfg`'s run): from_pretrained, or,
+    for a model.factory model (the folder holds factory.RECORD_FILE, or `cfg` names a factory), the factory's
+    model with the saved weights."""
+    folder = Path(folder)
+    recorded = folder / factory.RECORD_FILE
+    if recorded.is_file():
+        how = json.loads(recorded.read_text())
+    elif cfg is not None and cfg.model.factory:
+        how = {**factory.record(cfg.model.factory), "model_config": dataclasses.asdict(cfg.model)}
+    else:
+        return load_pretrained(str(folder))
+    from transformers import AutoTokenizer, GenerationConfig
+
+    now = factory.record(how["factory"])
+    if now["sha256"] != how["sha256"]:
+        log.warning("%s: model code changed since training (%s); building with today's", folder, now["file"])
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = factory.build(how["factory"], how["model_config"], tok)
+    load_weights(model, folder / "model.safetensors")
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(folder))
+    model.eval()
+    return model, tok
+
+
+def load_weights(model, path: Path) -> None:
+    """`path`'s safetensors into `model`, all of them (tied weights tied again); RuntimeError otherwise."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    model.tie_weights()
+    state = model.state_dict()
+    loaded = {state[k].data_ptr() for k in weights if k in state}
+    untied = [k for k in missing if state[k].data_ptr() not in loaded]  # tied ones share a loaded tensor
+    if unexpected or untied:
+        raise RuntimeError(f"{path}: weights do not fit the model (missing {untied}, unexpected {unexpected})")
 
 
 def load_pretrained(name: str, trust_remote_code: bool = False, dtype=None, tokenizer: bool = True):
@@ -136,10 +185,7 @@ def extra_inputs(model, input_ids) -> dict:
 def source_limit(model, tokenizer) -> int:
     """The longest input the model takes: its encoder positions where it has a limit (T5's relative positions
     have none), and the tokenizer's."""
-    config = model.config
-    positions = getattr(config, "max_encoder_position_embeddings", None)
-    if positions is None and getattr(config, "model_type", None) != "t5":
-        positions = getattr(config, "max_position_embeddings", None)
+    positions = position_limits_of(model.config).get("encoder")
     return min(tokenizer.model_max_length, positions or 10**9)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import provenance
 from .config import ConfigError, RunConfig, config_sha256, dump_yaml, load_config, train_config_sha256
 from .data import data_changes, data_hashes, recorded_data_changes
+from .model import load_weights
 from .runfolder import COMPLETE_MARKER, RunFolder, RunFolderError, atomic_write_text, now_iso, write_json
 
 log = logging.getLogger("ledsweep")
@@ -115,17 +116,9 @@ def finished_training(checkpoint: Path | None, max_steps: int | None) -> bool:
 def load_finished(trainer, checkpoint: Path) -> None:
     """The trainer as it was when the finished training saved `checkpoint`: its weights (tied ones tied
     again) and its state (step, log history, tokens seen); nothing is trained."""
-    from safetensors.torch import load_file
     from transformers.trainer_callback import TrainerState
 
-    weights = load_file(str(checkpoint / "model.safetensors"))
-    missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
-    trainer.model.tie_weights()
-    state = trainer.model.state_dict()
-    loaded = {state[k].data_ptr() for k in weights if k in state}
-    untied = [k for k in missing if state[k].data_ptr() not in loaded]  # tied ones share a loaded tensor
-    if unexpected or untied:
-        raise RuntimeError(f"{checkpoint}: weights do not fit the model (missing {untied}, unexpected {unexpected})")
+    load_weights(trainer.model, checkpoint / "model.safetensors")
     trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
 
 
@@ -143,7 +136,12 @@ ALLOW_LAYOUT_CHANGE = "LEDSWEEP_ALLOW_LAYOUT_CHANGE"  # =1: resume on another pr
 
 
 def record_attempt(
-    cfg: RunConfig, run: RunFolder, resumed_from: Path | None, manifest: dict, layout: dict | None = None
+    cfg: RunConfig,
+    run: RunFolder,
+    resumed_from: Path | None,
+    manifest: dict,
+    layout: dict | None = None,
+    model_code: dict | None = None,
 ) -> list[dict]:
     attempts = run.read_json(run.attempts, default=[])
     attempts.append(
@@ -153,6 +151,7 @@ def record_attempt(
             "data_fingerprint": manifest["fingerprint"],
             "data_sha256": data_hashes(manifest),
             "tokenizer_sha256": manifest["tokenizer_sha256"],
+            "model_code": model_code,
             "slurm_job_id": provenance.slurm_job_id(),
             "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
             "layout": {k: (layout or {}).get(k) for k in LAYOUT_RECORD},
@@ -189,26 +188,37 @@ def check_resume_layout(run: RunFolder, layout: dict) -> None:
     )
 
 
-def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool) -> None:
-    """Resume never mixes data: the first attempt's data fingerprint must be today's.
+def check_resume_data(run: RunFolder, manifest: dict, restart_on_change: bool, model_code: dict | None = None) -> None:
+    """Resume never mixes data or model code: the first attempt's data fingerprint (and, with model.factory,
+    its code's sha256) must be today's.
 
     On a change: refuse (DataChanged, naming what changed), or, when `restart_on_change` (the workflow
-    re-running train because its data changed; --overwrite), discard the resume state and start over."""
+    re-running train because its data or code changed; --overwrite), discard the resume state and start over."""
     attempts = run.read_json(run.attempts, default=[])
     first = next((a.get("data_fingerprint") for a in attempts if a.get("data_fingerprint")), None)
-    if first is None or first == manifest["fingerprint"] or not run.resume.is_dir():
+    if first is None or not run.resume.is_dir():
         return
-    # what the first attempt trained on: its own record (the workflow's meta.json is gone by now: Snakemake
-    # removes a train job's outputs before it runs, and every file read as changed), else meta.json's
-    first_record = next((a for a in attempts if a.get("data_sha256")), None)
-    if first_record:
-        what = data_changes(first_record["data_sha256"], first_record.get("tokenizer_sha256"), manifest)
-    else:
-        what = recorded_data_changes(run.read_json(run.meta, default={}), manifest)
-    if not restart_on_change:
+    changed = []
+    code_was, code_now = attempts[0].get("model_code") or {}, model_code or {}
+    if code_was.get("sha256") != code_now.get("sha256"):
+        changed.append(f"the model code ({code_now.get('file') or code_was.get('file')})")
+    if first != manifest["fingerprint"]:
+        # what the first attempt trained on: its own record (the workflow's meta.json is gone by now: Snakemake
+        # removes a train job's outputs before it runs, and every file read as changed), else meta.json's
+        first_record = next((a for a in attempts if a.get("data_sha256")), None)
+        if first_record:
+            changed.append(data_changes(first_record["data_sha256"], first_record.get("tokenizer_sha256"), manifest))
+        else:
+            changed.append(recorded_data_changes(run.read_json(run.meta, default={}), manifest))
+    if changed:
+        _restart_or_refuse(run, " and ".join(changed), restart_on_change)
+
+
+def _restart_or_refuse(run: RunFolder, what: str, restart: bool) -> None:
+    if not restart:
         raise DataChanged(
-            f"{run.path}: {what} changed since this run started (its resume checkpoints were trained on the old "
-            f"data); pass --overwrite to start it again from step 0, or restore the data"
+            f"{run.path}: {what} changed since this run started (its resume checkpoints were trained before the "
+            f"change); pass --overwrite to start it again from step 0, or undo the change"
         )
     log.warning("%s changed since %s started: discarding its resume state and starting from step 0", what, run.name)
     shutil.rmtree(run.resume, ignore_errors=True)

@@ -32,6 +32,13 @@ def preflight(cfg: RunConfig, stages: tuple[str, ...]) -> None:
         metrics.load_extra_metrics(cfg.evaluation.extra_metrics)
 
 
+def preflight_prepared(cfg: RunConfig, stages: tuple[str, ...], prepared: Path) -> None:
+    """The checks that need the prepared data (its tokenizer), before any run folder is created: a
+    model.factory model is built and checked."""
+    if "train" in stages:
+        train.check_model(cfg, prepared)
+
+
 def run_stages(cfg: RunConfig, stages: tuple[str, ...], *args, run_dir: Path | None = None, **kwargs) -> int:
     """`_run_stages` (same arguments) holding the run folder's exclusive lock for the whole step.
 

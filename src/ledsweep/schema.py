@@ -27,6 +27,7 @@ from . import metrics_registry
 
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SCRATCH = "scratch"  # model.name of a new LED built from the model.* sizes
+FACTORY_PATTERN = r"^[^:\s][^:]*:[A-Za-z_][A-Za-z0-9_]*$"  # model.factory: '<module or file.py>:<function>'
 
 
 def option(default: Any, help: str, **schema: Any) -> Any:
@@ -51,6 +52,8 @@ def _type_schema(tp: Any) -> dict:
         return {"type": "string", "enum": list(typing.get_args(tp))}
     if origin is list:
         return {"type": "array", "items": _type_schema(typing.get_args(tp)[0])}
+    if origin is dict:
+        return {"type": "object"}
     if dataclasses.is_dataclass(tp):
         return dataclass_schema(tp)
     return {"type": {int: "integer", float: "number", str: "string", bool: "boolean"}[tp]}
@@ -66,7 +69,7 @@ def dataclass_schema(cls: type) -> dict:
         prop.update(f.metadata.get("schema", {}))
         if dataclasses.is_dataclass(hints[f.name]):
             prop["default"] = {}
-        elif f.default_factory is not dataclasses.MISSING:  # a list
+        elif f.default_factory is not dataclasses.MISSING:  # a list or a mapping
             prop["default"] = f.default_factory()
         elif f.default is not None or "null" in prop["type"]:
             prop["default"] = f.default
@@ -300,8 +303,13 @@ def semantic_problems(cfg: Any, decoding: bool = True) -> list[str]:
     config.RunConfig (typed Any: this module sits below config)."""
     m, d, t = cfg.model, cfg.data, cfg.training
     problems = []
-    if m.name == SCRATCH and m.d_model % m.attention_heads:
+    if m.name == SCRATCH and not m.factory and m.d_model % m.attention_heads:
         problems.append(f"model.attention_heads: {m.attention_heads} must divide model.d_model ({m.d_model})")
+    if m.architecture != "led" and (m.name != SCRATCH or m.factory):
+        problems.append(
+            f"model.architecture: {m.architecture!r} builds a scratch model; it applies only with model.name: "
+            f"{SCRATCH} and no model.factory (got model.name {m.name!r}, model.factory {m.factory!r})"
+        )
     problems += position_limit_problems(cfg, decoding=decoding)
     if not (d.train_file or d.dataset_name):
         problems.append("data.train_file: required (or data.dataset_name)")
@@ -310,6 +318,9 @@ def semantic_problems(cfg: Any, decoding: bool = True) -> list[str]:
     if t.eval_steps and not (d.validation_file or d.dataset_name):
         problems.append("training.eval_steps: set, but there is no validation split (data.validation_file)")
     return problems
+
+
+RELATIVE_POSITIONS = ("t5", "longt5")  # scratch architectures without a position limit
 
 
 @functools.lru_cache(maxsize=256)
@@ -325,6 +336,10 @@ def position_limits(cfg: Any) -> tuple[dict[str, int], str] | None:
     """The model's encoder/decoder position limits and where they come from: the scratch keys, or a local
     model folder's config.json (hub models: checked against their cached config before training)."""
     m = cfg.model
+    if m.factory:  # known once the model is built (model.check_model_config)
+        return None
+    if m.name == SCRATCH and m.architecture in RELATIVE_POSITIONS:
+        return None
     if m.name == SCRATCH:
         return {"encoder": m.max_encoder_position_embeddings, "decoder": m.max_decoder_position_embeddings}, (
             "model.max_encoder_position_embeddings / model.max_decoder_position_embeddings"

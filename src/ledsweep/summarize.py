@@ -93,7 +93,7 @@ def summarize(
         raise ValueError(
             f"batch_size, max_new_tokens and num_beams must be >= 1, got {batch_size}, {max_new_tokens}, {num_beams}"
         )
-    model, tok = model_mod.load_pretrained(str(checkpoint))
+    model, tok = model_mod.load_trained(checkpoint)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     gen = model.generation_config

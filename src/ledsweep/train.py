@@ -8,12 +8,12 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import distributed, provenance
+from . import distributed, factory, provenance
 from . import model as model_mod
-from .config import SCRATCH, RunConfig, config_sha256, dump_yaml, train_config_sha256
+from .config import RunConfig, config_sha256, dump_yaml, train_config_sha256
 from .data import (
     check_prepared,
     data_hashes,
@@ -22,7 +22,7 @@ from .data import (
     read_manifest,
 )
 from .distributed import STOP_FILE
-from .errors import TrainingInterrupted
+from .errors import ConfigError, TrainingInterrupted
 from .model import resolve_precision, set_threads
 from .resume import (
     check_resume_data,
@@ -88,6 +88,7 @@ class RunRecord:
     manifest: dict
     decoding: bool
     precision: str
+    model_code: dict | None = None  # model.factory: its file and sha256 (factory.record)
 
 
 def _meta(record: RunRecord, attempts: list[dict], **extra) -> dict:
@@ -118,6 +119,7 @@ def _meta(record: RunRecord, attempts: list[dict], **extra) -> dict:
             "rows": manifest["rows"],
         },
         "precision": record.precision,
+        "model_code": record.model_code,
         **extra,
     }
 
@@ -193,20 +195,35 @@ class SeededLengthGroupedSampler:
 
 
 def _build_model(cfg: RunConfig, tok):
-    """A new LED sized by the config, or the pretrained weights; seeded first: same seed -> same weights."""
+    """The run's model (`model.new_model`), seeded first: same seed -> same weights."""
     from transformers import enable_full_determinism, set_seed
 
     set_seed(cfg.seed)
     if cfg.training.full_determinism:
         enable_full_determinism(cfg.seed, warn_only=True)
-    if cfg.model.name == SCRATCH:
-        model = model_mod.build_scratch(cfg, tok)
-    else:
-        model, _ = model_mod.load_pretrained(cfg.model.name, cfg.model.trust_remote_code, tokenizer=False)
+    model = model_mod.new_model(cfg, tok)
     model_mod.configure_generation(model, cfg)
     if cfg.training.gradient_checkpointing:
         model.config.use_cache = False
     return model
+
+
+def check_model(cfg: RunConfig, prepared: Path) -> None:
+    """Before anything is written: a model.factory model is built once and checked (a PreTrainedModel, an
+    encoder-decoder, positions that hold the configured lengths; ConfigError naming the factory). It is built on
+    the meta device (no memory, no weights), or for real where the code cannot run there."""
+    if not cfg.model.factory:
+        return
+    import torch
+
+    tok = load_tokenizer(prepared)
+    try:
+        with torch.device("meta"):
+            model_mod.new_model(cfg, tok)
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - code that cannot run on the meta device: its real errors come next
+        model_mod.new_model(cfg, tok)
 
 
 def _training_args(cfg: RunConfig, run: RunFolder, precision: str, has_eval: bool):
@@ -281,8 +298,9 @@ def train(
     model = _build_model(cfg, tok)
     train_ds, eval_ds = load_prepared(prepared, "train"), load_prepared(prepared, "validation")
     layout = distributed.run_layout(cfg.training.per_device_train_batch_size, cfg.training.gradient_accumulation_steps)
+    code = factory.record(cfg.model.factory) if cfg.model.factory else None
     record = RunRecord(
-        cfg, {**provenance.environment(), **layout}, provenance.git_state(), manifest, decoding, precision
+        cfg, {**provenance.environment(), **layout}, provenance.git_state(), manifest, decoding, precision, code
     )
     resume_from = _claim_attempt(run, record, layout, restart_on_data_change)
     trainer = trainer_class()(
@@ -320,11 +338,11 @@ def _claim_attempt(run: RunFolder, record: RunRecord, layout: dict, restart_on_d
     setup: tuple[str, object] = ("ok", None)
     if distributed.is_main():
         try:
-            check_resume_data(run, record.manifest, restart_on_data_change)
+            check_resume_data(run, record.manifest, restart_on_data_change, record.model_code)
             resume_from = latest_checkpoint(run.resume)
             if resume_from:
                 check_resume_layout(run, layout)
-            attempts = record_attempt(record.cfg, run, resume_from, record.manifest, layout)
+            attempts = record_attempt(record.cfg, run, resume_from, record.manifest, layout, record.model_code)
             if record.git["diff"]:
                 atomic_write_text(run.path / "git.diff", record.git["diff"])
             write_json(run.meta, _meta(record, attempts))
@@ -394,7 +412,7 @@ def _finish(run, trainer, tok, step_losses, record: RunRecord, n_params, result,
     atomic_write_text(run.log_history, "".join(json.dumps(h) + "\n" for h in history))
     step_losses.flush()
     atomic_write_text(run.step_losses, run.step_losses_partial.read_text())
-    _save_final(trainer, tok, run)
+    _save_final(trainer, tok, run, record)
     train_losses = [h["loss"] for h in history if "loss" in h]
     attempts = run.read_json(run.attempts)
     attempts[-1]["end_time"] = now_iso()
@@ -415,12 +433,16 @@ def _finish(run, trainer, tok, step_losses, record: RunRecord, n_params, result,
     return meta
 
 
-def _save_final(trainer, tokenizer, run: RunFolder) -> None:
-    """Save weights + tokenizer + generation config to a temp folder, then swap it in."""
+def _save_final(trainer, tokenizer, run: RunFolder, record: RunRecord) -> None:
+    """Save weights + tokenizer + generation config (+ how a factory builds the model again) to a temp folder,
+    then swap it in."""
     tmp = run.path / ".checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))  # model.safetensors, config.json, generation_config.json, tokenizer
     tokenizer.save_pretrained(str(tmp))
+    if record.model_code:
+        how = {**record.model_code, "model_config": asdict(record.cfg.model)}
+        atomic_write_text(tmp / factory.RECORD_FILE, json.dumps(how, indent=2, sort_keys=True) + "\n")
     for leftover in ("training_args.bin",):
         (tmp / leftover).unlink(missing_ok=True)
     if run.checkpoint.exists():

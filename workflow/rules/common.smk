@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ledsweep.aggregate import group_keys, metric_names
+from ledsweep import factory
 from ledsweep.config import training_part
 from ledsweep.schema import RUN_NAME_PATTERN
 from ledsweep.linking import link_checkpoint
@@ -182,6 +183,18 @@ def get_train_config(wildcards):
             f"(they differ only in decoding keys); its checkpoint/ links to results/{TRAINED_BY[run.name]}/trained"
         )
     return training_part(run.config)
+
+
+def get_model_code(wildcards):
+    """model.factory's source file: an input of train, so a change to the model code retrains the run
+    (a missing file: Snakemake names it; a module not found: the job does)."""
+    spec = get_run(wildcards).config["model"].get("factory")
+    if not spec:
+        return []
+    if factory.is_file_spec(spec):
+        return factory.parse(spec)[0]
+    found = factory.source_file(spec)
+    return [str(found)] if found else []
 
 
 def get_trained_checkpoint(wildcards):

@@ -6,6 +6,7 @@ rule train_rung:
         prepared=get_prepared_data,
         prefetch=get_prefetch_marker,
         entered=get_rung_entry,
+        model_code=get_model_code,
     output:
         "results/{run}/rungs/{step}.json",
     log:

@@ -53,6 +53,7 @@ rule train:
         prepared=get_prepared_data,
         prefetch=get_prefetch_marker,
         decisions=get_halving_decisions,
+        model_code=get_model_code,
     output:
         checkpoint=directory("results/{run}/trained/checkpoint"),
         meta="results/{run}/trained/meta.json",
