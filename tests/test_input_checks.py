@@ -187,6 +187,16 @@ def test_optimizer_names_are_transformers_own():
         C.from_dict(tiny_dict(**{"training.optim": "adam_w"}))
 
 
+def test_tracker_names_are_transformers_own():
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    assert sorted(S.REPORT_TO) == sorted(set(INTEGRATION_TO_CALLBACK) - {"tensorboard"})
+    with pytest.raises(C.ConfigError, match="training.report_to: unknown tracker 'wandbb' \\(did you mean 'wandb'"):
+        C.from_dict(tiny_dict(**{"training.report_to": ["wandbb"]}))
+    with pytest.raises(C.ConfigError, match="training.report_to: 'tensorboard' is always on"):
+        C.from_dict(tiny_dict(**{"training.report_to": ["tensorboard"]}))
+
+
 def test_scheduler_names_are_transformers_own():
     import typing
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from . import distributed, faults
+from . import distributed, events, faults
 from .errors import NonFiniteLoss
 from .runfolder import COMPLETE_MARKER, RunFolder, atomic_write_text, now_iso, read_jsonl
 
@@ -136,6 +136,32 @@ class StopOnSignal(TrainerCallback):
         if self.received:
             control.should_save = True
             control.should_training_stop = True
+
+
+class TensorBoardCurves(TrainerCallback):
+    """Live curves in the run folder (`events`): loss, learning rate, grad norm, tokens/s and eval loss at each
+    logging step, flushed with every checkpoint. Rank 0 alone writes. Resumed from step N: see `events`."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.writer = folder, None
+
+    def on_train_begin(self, args, state, control, **kw):
+        if distributed.is_main():
+            self.writer = events.writer(self.folder, purge_step=state.global_step + 1)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.writer is not None:
+            for tag, value in events.scalars(logs or {}, events.TRAIN_TAGS).items():
+                self.writer.add_scalar(tag, value, state.global_step)
+
+    def on_save(self, args, state, control, **kw):
+        if self.writer is not None:
+            self.writer.flush()
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class MarkComplete(TrainerCallback):

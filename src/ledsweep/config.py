@@ -152,6 +152,13 @@ class TrainingConfig:
     save_steps: int = option(200, "Write a resume checkpoint every N steps.", minimum=1)
     save_total_limit: int = option(2, "Resume checkpoints kept on disk.", minimum=1)
     optim: str = option("adamw_torch_fused", "Optimizer name understood by transformers' Trainer.")
+    report_to: list[str] = option(
+        [],
+        "More trackers the Trainer reports to while training, by transformers' names (wandb, mlflow, comet_ml, "
+        "...; the package must be installed; e.g. [wandb] with WANDB_MODE=offline). TensorBoard curves are "
+        "always written into the run folder; the workflow imports finished runs into MLflow itself.",
+        uniqueItems=True,
+    )
 
 
 @dataclass

@@ -81,7 +81,16 @@ def _train(
             if layout.distributed:
                 outcome.rc = train_ranks(trained, layout, config, prepared, threads, stop_after, resources.get("mpi"))
             else:
-                train(cfg, trained, Path(prepared), threads, stop_after, restart_on_data_change=True, decoding=False)
+                train(
+                    cfg,
+                    trained,
+                    Path(prepared),
+                    threads,
+                    stop_after,
+                    restart_on_data_change=True,
+                    decoding=False,
+                    events_dir=trained.path.parent,
+                )
     return outcome.rc
 
 

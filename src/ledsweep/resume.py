@@ -15,7 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-from . import provenance
+from . import events, provenance
 from .config import ConfigError, RunConfig, config_sha256, dump_yaml, load_config, train_config_sha256
 from .data import data_changes, data_hashes, recorded_data_changes
 from .model import load_weights
@@ -39,6 +39,7 @@ def prepare_run_folder(cfg: RunConfig, overwrite: bool = False, run_dir: Path | 
             shutil.rmtree(path, ignore_errors=True)
         for path in (run.meta, run.predictions, run.log_history, run.failure):
             path.unlink(missing_ok=True)
+        events.remove(run.path)
     elif run.config.is_file():
         try:
             previous = config_sha256(load_config(run.config))

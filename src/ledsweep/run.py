@@ -26,6 +26,7 @@ def preflight(cfg: RunConfig, stages: tuple[str, ...]) -> None:
     if "train" in stages:
         model_mod.check_model_source(cfg)
         train.resolve_precision(cfg.training.precision)
+        check_trackers(cfg.training.report_to)
     if "evaluate" in stages and cfg.evaluation.bertscore_model:
         metrics.resolve_bertscore_model(cfg.evaluation.bertscore_model)
     if "evaluate" in stages and cfg.evaluation.extra_metrics:  # an uncached or broken module: now, not after training
@@ -54,6 +55,17 @@ def run_stages(cfg: RunConfig, stages: tuple[str, ...], *args, run_dir: Path | N
         if "train" not in stages:
             check_recorded_config(cfg, RunFolder(folder))
         return _run_stages(cfg, stages, *args, run_dir=run_dir, **kwargs)
+
+
+def check_trackers(names: list[str]) -> None:
+    """training.report_to: each tracker's package installed here (the Trainer would fail at its start)."""
+    if not names:
+        return
+    from transformers.integrations.integration_utils import get_available_reporting_integrations
+
+    missing = [n for n in names if n not in get_available_reporting_integrations()]
+    if missing:
+        raise ConfigError(f"training.report_to: {', '.join(missing)}: not installed here (pip install {missing[0]})")
 
 
 def check_optimizer(name: str) -> None:

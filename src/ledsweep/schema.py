@@ -189,6 +189,23 @@ OPTIMIZERS = (
     "sgd",
     "stable_adamw",
 )
+# transformers' reporting integrations (INTEGRATION_TO_CALLBACK, transformers 5.24.0), copied like OPTIMIZERS;
+# tensorboard is left out: ledsweep always writes TensorBoard curves into the run folder itself
+REPORT_TO = (
+    "azure_ml",
+    "clearml",
+    "codecarbon",
+    "comet_ml",
+    "dagshub",
+    "dvclive",
+    "flyte",
+    "kubeflow",
+    "mlflow",
+    "neptune",
+    "swanlab",
+    "trackio",
+    "wandb",
+)
 # keys that hold a file or folder path: '~' is expanded here, once, for all of them (from_dict)
 PATH_KEYS = (
     "output_dir",
@@ -219,6 +236,8 @@ def check_value(key: str, value: Any, kinds: tuple[str, ...]) -> str | None:
         return _int_problem(key, value)
     if isinstance(value, list) and key == "evaluation.extra_metrics":
         return extra_metrics_problem(value)
+    if isinstance(value, list) and key == "training.report_to":
+        return report_to_problem(value)
     if isinstance(value, str):
         return _str_problem(key, value)
     return None
@@ -277,6 +296,21 @@ def extra_metrics_problem(specs: list) -> str | None:
         if name in seen:
             return f"{key}: {seen[name]!r} and {spec!r} would both be the metric '{name}'"
         seen[name] = spec
+    return None
+
+
+def report_to_problem(names: list) -> str | None:
+    """What is wrong with `training.report_to`, or None: each name one of transformers' integrations."""
+    for name in names:
+        if name == "tensorboard":
+            return (
+                "training.report_to: 'tensorboard' is always on: every run writes its curves into its run folder "
+                "(tensorboard --logdir results); list only other trackers"
+            )
+        if name not in REPORT_TO:
+            close = difflib.get_close_matches(str(name), REPORT_TO, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"training.report_to: unknown tracker {name!r}{hint}; expected some of {', '.join(REPORT_TO)}"
     return None
 
 

@@ -261,7 +261,7 @@ def _training_args(cfg: RunConfig, run: RunFolder, precision: str, has_eval: boo
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        report_to="none",
+        report_to=t.report_to or "none",
         disable_tqdm=True,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # LED uses every parameter in each step (DDP: no extra graph walk)
@@ -278,16 +278,24 @@ def train(
     restart_on_data_change: bool = False,
     decoding: bool = True,
     callbacks: tuple = (),
+    events_dir: Path | None = None,
 ) -> dict:
     """Train (or resume) the run on its prepared data; save the final model to `checkpoint/`; write meta.json.
 
     `stop_after`: checkpoint and stop after that optimizer step (TrainingInterrupted), for audit replays.
     `restart_on_data_change`: see `check_resume_data`. `decoding=False`: `cfg` is a `training_config`
     (the workflow's train rule), whose decoding sections are placeholders. `callbacks`: more TrainerCallbacks,
-    called after the run's own (bench/ times steps with one)."""
+    called after the run's own (bench/ times steps with one). `events_dir`: where the TensorBoard curves go
+    (default: `run`; the workflow's `trained/` folder: the run folder above it)."""
     from transformers.trainer_callback import PrinterCallback
 
-    from .callbacks import MarkComplete, StepLog, StepLosses, StopOnSignal  # transformers: only when training
+    from .callbacks import (  # transformers: only when training
+        MarkComplete,
+        StepLog,
+        StepLosses,
+        StopOnSignal,
+        TensorBoardCurves,
+    )
 
     distributed.init()
     threads = set_threads(cfg, threads)
@@ -316,7 +324,8 @@ def train(
         trainer.train_lengths = load_prepared(prepared, "train", ("length",))["length"]
     step_losses, on_signal = StepLosses(run, trainer), StopOnSignal(stop_after, run.path / STOP_FILE)
     trainer.remove_callback(PrinterCallback)  # its dict prints duplicate our step lines
-    for cb in (step_losses, StepLog(), on_signal, MarkComplete(), *callbacks):
+    curves = TensorBoardCurves(events_dir or run.path)
+    for cb in (step_losses, StepLog(), on_signal, curves, MarkComplete(), *callbacks):
         trainer.add_callback(cb)
     if distributed.is_main() and (why := distributed.uneven_epoch(len(train_ds), layout)):
         log.warning("run %s: %s", cfg.run_name, why)

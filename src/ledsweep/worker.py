@@ -48,6 +48,7 @@ def train_rank(spec: dict, cfg: RunConfig | None = None) -> int:
             spec.get("stop_after"),
             restart_on_data_change=spec.get("restart", True),
             decoding=spec.get("config") is None,
+            events_dir=Path(spec["failure_dir"]),  # the run folder: its records and its TensorBoard curves
         )
     if outcome.rc != EXIT_FAILED:  # after a failure another rank may never reach the group again
         distributed.finish()

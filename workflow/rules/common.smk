@@ -81,6 +81,8 @@ def sweep_targets(name):
             key=group_keys(sweep),
         ),
         *sweep_curves(name),
+        *expand(rules.mlflow.output[0], sweep=name),
+        *expand(rules.tensorboard_hparams.output[0], sweep=name),
     ]
 
 
