@@ -175,3 +175,117 @@ def test_compare_unknown_sweep_is_an_error(sweep_results):
     _, _, tmp = sweep_results
     proc = run_cli("compare.py", "--sweep", "nope", "--config", tmp / "config.yaml", "--results", tmp / "results")
     assert proc.returncode == 2 and "nope" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# plots that do not mislead (issue 25): every run drawn, the metric's range kept, log and category axes
+
+
+def figure_of(results: Path, sweep, key: str, metric: str = "rougeL"):
+    """The metric plot's axes, made from the run folders as plot_metric_vs_key makes them (then closed)."""
+    import matplotlib.pyplot as plt
+
+    from ledsweep.aggregate import collect
+
+    fig = plots.metric_figure(collect(results, sweep), sweep, metric, key)
+    plt.close(fig)
+    return fig.axes[0]
+
+
+def sweep_with_scores(tmp_path: Path, grid: dict, scores: list[float | None], spec: dict | None = None):
+    """A sweep (grid, or a whole `spec`) whose runs, in sweep order (grid keys sorted, the first varying
+    slowest: seed before training.*), scored `scores` (None: still running)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    sweep = make_sweep(tmp_path, grid) if spec is None else load_sweeps({"sweeps": {"t": spec}})["t"]
+    for (name, run), score in zip(sweep.runs.items(), scores):
+        write_run(tmp_path / "results", name, score, config=run.config)
+    return sweep, tmp_path / "results"
+
+
+def run_dots(ax) -> list[tuple[float, float]]:
+    return [(x, y) for line in ax.lines if line.get_gid() == "runs" for x, y in zip(*line.get_data())]
+
+
+def test_metric_plot_draws_every_run_and_never_leaves_the_metric_range(tmp_path):
+    # two seeds that disagree: t with 1 degree of freedom gives 0.585 +- 4.9, far outside ROUGE-L's [0, 1]
+    sweep, results = sweep_with_scores(
+        tmp_path, {"training.learning_rate": [1e-3, 2e-3], "seed": [1, 2]}, [0.2, 0.9, 0.97, None]
+    )
+    ax = figure_of(results, sweep, "training.learning_rate")
+    assert sorted(run_dots(ax)) == [(1e-3, 0.2), (1e-3, 0.97), (2e-3, 0.9)]  # each completed run, none running
+    low, high = ax.get_ylim()
+    assert 0.0 <= low < 0.2 and 0.97 < high <= 1.0  # before: -4.3 to 5.5, the interval's reach
+    bars = [seg for c in ax.collections for seg in c.get_segments()]  # the CI bars, cut at the range
+    assert bars and all(0.0 <= y <= 1.0 for seg in bars for _, y in seg)
+    assert min(y for seg in bars for _, y in seg) == 0.0 and max(y for seg in bars for _, y in seg) == 1.0
+    loss = figure_of(results, sweep, "training.learning_rate", "loss")  # [0, inf): nothing cut above
+    assert loss.get_ylim()[0] >= 0.0 and loss.get_ylim()[1] > 5.0
+
+
+def test_y_limits_and_error_bars_follow_the_registry_range():
+    from ledsweep.plotaxes import error_bar, y_limits
+
+    assert error_bar("rougeL", 0.785, 2.73) == pytest.approx((0.785, 0.215))
+    assert error_bar("rougeL", 0.5, 0.1) == pytest.approx((0.1, 0.1)) and error_bar("rougeL", 0.5, None) == (0, 0)
+    assert error_bar("loss", 0.5, 2.0) == pytest.approx((0.5, 2.0))
+    assert error_bar("meteor", 0.5, 2.0) == pytest.approx((2.0, 2.0))  # an extra metric: no range known
+    assert y_limits("rougeL", [1.0, 1.0]) == pytest.approx((0.95, 1.0))
+    assert y_limits("rougeL", [0.0, 1.0]) == (0.0, 1.0)
+    assert y_limits("meteor", [-1.0, 1.0]) == pytest.approx((-1.1, 1.1)) and y_limits("rougeL", []) is None
+
+
+def test_log_grid_rule():
+    from ledsweep.plotaxes import log_grid
+
+    assert log_grid([1e-4, 1e-3])  # a factor 10
+    assert log_grid([1, 2, 4]) and log_grid([1e-4, 3e-4, 1e-3]) and log_grid([8, 2, 4, 1])  # geometric
+    assert not log_grid([3e-4, 1e-3])  # two values: no progression to see
+    assert not log_grid([100, 200, 300]) and not log_grid([1, 2, 3])  # arithmetic
+    assert not log_grid([0.0, 0.1, 1.0]) and not log_grid([-1.0, 10.0])  # not all > 0
+    assert log_grid([3e-4, 1e-3], loguniform=True) and not log_grid(["a", "b"])
+
+
+def test_metric_plot_x_scale_log_on_a_log_grid_linear_otherwise(tmp_path):
+    grid = {"training.learning_rate": [1e-4, 3e-4, 1e-3]}
+    sweep, results = sweep_with_scores(tmp_path / "log", grid, [0.1, 0.2, 0.3])
+    ax = figure_of(results, sweep, "training.learning_rate")
+    assert ax.get_xscale() == "log" and list(ax.get_xticks()) == [1e-4, 3e-4, 1e-3]
+    sweep, results = sweep_with_scores(tmp_path / "lin", {"training.warmup_steps": [100, 200, 300]}, [0.1, 0.2, 0.3])
+    assert figure_of(results, sweep, "training.warmup_steps").get_xscale() == "linear"
+
+
+def test_metric_plot_of_a_loguniform_sample_is_log(tmp_path):
+    (tmp_path / "base.yaml").write_text(BASE)
+    space = {"training.learning_rate": {"loguniform": [1e-4, 3e-4]}}  # a factor 3: log only as sampled
+    spec = {"base": str(tmp_path / "base.yaml"), "sample": {"n": 4, "seed": 0, "space": space}}
+    sweep, results = sweep_with_scores(tmp_path, {}, [0.3, 0.4, None, 0.5], spec)
+    assert sweep.space == {"training.learning_rate": ("loguniform", [1e-4, 3e-4])}
+    ax = figure_of(results, sweep, "training.learning_rate")
+    assert ax.get_xscale() == "log" and len(run_dots(ax)) == 3 and ax.get_ylim()[1] <= 1.0
+
+
+def no_line_through(ax) -> bool:
+    """No line joins two different x positions (error bars are vertical; gridlines are not ax.lines)."""
+    return all(line.get_linestyle() == "None" or len(set(line.get_xdata())) < 2 for line in ax.lines)
+
+
+def test_metric_plot_draws_model_names_as_categories(tmp_path):
+    grid = {"model.name": ["models/t5", "models/bart"], "seed": [1, 2]}
+    sweep, results = sweep_with_scores(tmp_path, grid, [0.2, 0.3, 0.5, 0.6])
+    ax = figure_of(results, sweep, "model.name")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["models/t5", "models/bart"]  # sweep order
+    assert sorted(run_dots(ax)) == [(0.0, 0.2), (0.0, 0.3), (1.0, 0.5), (1.0, 0.6)]
+    assert ax.get_xlim() == (-0.5, 1.5) and no_line_through(ax)
+    sweep, results = sweep_with_scores(tmp_path / "n", {"training.warmup_steps": [1, 5]}, [0.2, 0.3])
+    assert not no_line_through(figure_of(results, sweep, "training.warmup_steps"))  # numbers: means joined
+
+
+def test_metric_plot_draws_factory_args_as_categories(tmp_path):
+    (tmp_path / "base.yaml").write_text(BASE + "model: {factory: f.py:build}\n")
+    grid = {"model.factory_args": [{"gain": 0.5}, {"act": "gelu", "gain": 1.0}], "training.learning_rate": [1e-3, 2e-3]}
+    spec = {"base": str(tmp_path / "base.yaml"), "grid": grid}
+    sweep, results = sweep_with_scores(tmp_path, {}, [0.1, 0.2, 0.3, 0.4], spec)
+    ax = figure_of(results, sweep, "model.factory_args")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ['{"gain": 0.5}', '{"act": "gelu", "gain": 1.0}']
+    assert len(run_dots(ax)) == 4 and no_line_through(ax)
+    assert figure_of(results, sweep, "training.learning_rate").get_xscale() == "linear"

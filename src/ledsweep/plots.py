@@ -2,6 +2,7 @@
 
     plot_run_loss("results/demo_lr0.001_seed1", "out/loss.png")
     plot_metric_vs_key("results", sweep, "rougeL", "training.learning_rate", "out/rougeL_vs_lr.png")
+    fig = metric_figure(collect("results", sweep), sweep, "rougeL", "model.name")   # to inspect; close it
     plot_loss_curves("results", sweep, "out/loss_curves.png")
     comparison_html(collect("results", sweep), sweep)                # the page's text
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from .aggregate import (
     results_folder,
     sort_rows,
 )
+from .plotaxes import XAxis, error_bar, x_axis, y_limits
+from .plotaxes import is_number as _num
 from .runfolder import atomic_write_bytes, atomic_write_text
 from .sweep import Sweep, load_sweeps
 
@@ -52,6 +54,7 @@ RC = {
     "svg.hashsalt": "ledsweep",
 }
 BEST_COLOR = "#d62728"
+RUN_OFFSET = 11  # points: a run's dot is drawn this far right of its configuration's mean
 STYLE = (
     "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}tr.best{font-weight:bold;background:#fff3c4}"
@@ -99,10 +102,6 @@ def _save(fig, out: str | Path) -> Path:
         return Path(out)
     finally:
         plt.close(fig)
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -189,76 +188,134 @@ def best_config(groups: list[dict], metric: str) -> dict | None:
 def plot_metric_vs_key(
     results_dir: str | Path, sweep: Sweep, metric: str, key: str, out: str | Path, rows: list[dict] | None = None
 ) -> Path:
-    """`metric` (seed mean, 95% CI error bars) against the values of swept `key`; one series per combination
-    of the other swept keys; the best configuration is marked with a star."""
+    """`metric` against the values of swept `key` (metric_figure), written to `out`."""
+    rows = collect(results_dir, sweep) if rows is None else rows
+    plt, rc = _pyplot()
+    with plt.rc_context(rc):
+        return _save(metric_figure(rows, sweep, metric, key), out)
+
+
+def metric_figure(rows: list[dict], sweep: Sweep, metric: str, key: str):
+    """The open figure of `metric` against swept `key` (the caller saves or inspects it, then closes it).
+    A grid: a small dot per completed run (every seed), and per configuration the seed mean with its 95% CI
+    (cut at the metric's range), one series per combination of the other swept keys. A sampled or halving
+    sweep: one point per run (its configurations rarely repeat). The best is starred. The x axis is log on a
+    log grid and categories (no line) for keys that are not numbers (plotaxes.x_axis); the y axis never
+    leaves the metric's range (plotaxes.y_limits): a mean 0.785 +- 2.73 is no ROUGE-L of -1.9."""
     if metric not in metric_names(sweep):
         raise ValueError(f"unknown metric {metric!r}; expected one of {list(metric_names(sweep))}")
-    keys = group_keys(sweep)
-    if key not in keys:
-        raise ValueError(f"sweep {sweep.name}: {key!r} is not a swept key (other than seed): {keys}")
-    rows = collect(results_dir, sweep) if rows is None else rows
-    if sweep.sampled or sweep.halving:
-        return _plot_runs_vs_key(rows, sweep, metric, key, out)
-    groups = by_config(rows, sweep)
-    best = best_config(groups, metric)
-    others = [k for k in keys if k != key]
-    values = list(dict.fromkeys(repr(g[key]) for g in groups))  # sweep order, distinct
-    raw = {repr(g[key]): g[key] for g in groups}
-    numeric = all(_num(raw[v]) for v in values)
-    if numeric:
-        xpos = {v: float(raw[v]) for v in values}
-        log = len(values) > 1 and all(raw[v] > 0 for v in values) and max(xpos.values()) / min(xpos.values()) >= 10
-    else:
-        xpos, log = {v: float(i) for i, v in enumerate(values)}, False
-    series: dict[str, list[dict]] = {}
-    for g in groups:
-        series.setdefault(", ".join(f"{k}={_label(g[k])}" for k in others), []).append(g)
+    if key not in group_keys(sweep):
+        raise ValueError(f"sweep {sweep.name}: {key!r} is not a swept key (other than seed): {group_keys(sweep)}")
+    loguniform = sweep.space.get(key, ("",))[0] == "loguniform"
     plt, rc = _pyplot()
     with plt.rc_context(rc):
         fig, ax = plt.subplots(figsize=FIGSIZE)
-        for i, (name, gs) in enumerate(series.items()):
-            pts = sorted(((xpos[repr(g[key])], g) for g in gs if _num(g.get(f"{metric}_mean"))), key=lambda p: p[0])
-            if not pts:
-                continue
-            xs = [p[0] for p in pts]
-            ys = [p[1][f"{metric}_mean"] for p in pts]
-            err = [p[1][f"{metric}_ci95"] if _num(p[1].get(f"{metric}_ci95")) else 0.0 for p in pts]
-            ns = [p[1]["n"] for p in pts]
-            label = (name or "seed mean") + f" (n={min(ns)}" + (f"..{max(ns)})" if max(ns) != min(ns) else ")")
-            ax.errorbar(
-                xs, ys, yerr=err, marker="o", markersize=4, capsize=4, linewidth=1.5, label=label, color=f"C{i % 9}"
-            )
-        if best is not None:
-            ax.plot(
-                [xpos[repr(best[key])]],
-                [best[f"{metric}_mean"]],
-                marker="*",
-                markersize=16,
-                color=BEST_COLOR,
-                linestyle="none",
-                zorder=5,
-                label="best: "
-                + ", ".join(f"{k}={_label(best[k])}" for k in keys)
-                + f" ({metric} {format_cell(metric, best[f'{metric}_mean'], (metric,))})",
-            )
+        if sweep.sampled or sweep.halving:
+            axis, ys = _draw_runs(ax, rows, metric, key, loguniform)
+            ylabel, every_tick = f"{metric} (test split, one point per run)", False
         else:
+            axis, ys = _draw_configs(ax, rows, sweep, metric, key, loguniform)
+            mean = "large dots" if axis.scale == "category" else "line"
+            ylabel, every_tick = f"{metric} (dots: runs; {mean}: seed mean, 95% CI)", True
+        if not ys:
             ax.text(0.5, 0.5, "no completed runs yet", ha="center", va="center", transform=ax.transAxes)
-        if log:
-            ax.set_xscale("log")
-        ax.set_xticks([xpos[v] for v in values])
-        ax.set_xticklabels([_label(raw[v]) for v in values])
-        ax.minorticks_off()
+        _format_x(ax, axis, every_tick)
+        if limits := y_limits(metric, ys):
+            ax.set_ylim(*limits)
         ax.set_xlabel(key)
-        ax.set_ylabel(f"{metric} (mean over seeds, 95% CI)")
-        return _finish_metric_plot(ax, fig, sweep, metric, key, out)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"sweep {sweep.name}: {metric} vs {key}")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
+    return fig
 
 
-def _finish_metric_plot(ax, fig, sweep: Sweep, metric: str, key: str, out: str | Path) -> Path:
-    ax.set_title(f"sweep {sweep.name}: {metric} vs {key}")
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best")
-    return _save(fig, out)
+def _format_x(ax, axis: XAxis, every_tick: bool) -> None:
+    """Log or linear scale; a tick per value on a grid's axis and per category (a category axis has no
+    scale: its slots are spaced evenly)."""
+    if axis.scale == "log":
+        ax.set_xscale("log")
+    if every_tick or axis.scale == "category":
+        ax.set_xticks(axis.ticks)
+        ax.set_xticklabels([_label(v) for v in axis.values])
+        ax.minorticks_off()
+    if axis.scale == "category" and axis.values:
+        ax.set_xlim(-0.5, len(axis.values) - 0.5)
+
+
+def _star(ax, x: float, y: float, label: str) -> float:
+    ax.plot(
+        [x], [y], marker="*", markersize=16, color=BEST_COLOR, linestyle="none", zorder=5, label=label, clip_on=False
+    )
+    return y
+
+
+def _draw_configs(
+    ax, rows: list[dict], sweep: Sweep, metric: str, key: str, loguniform: bool
+) -> tuple[XAxis, list[float]]:
+    """A grid sweep's series (one per combination of the other swept keys); the x axis and every y drawn."""
+    keys = group_keys(sweep)
+    others = [k for k in keys if k != key]
+    groups = by_config(rows, sweep)
+    axis = x_axis([g[key] for g in groups], loguniform)
+
+    def name(r: dict) -> str:
+        return ", ".join(f"{k}={_label(r.get(k))}" for k in others)
+
+    series: dict[str, tuple[list[dict], list[dict]]] = {}  # name -> (configurations, completed runs)
+    for g in groups:
+        series.setdefault(name(g), ([], []))[0].append(g)
+    for r in rows:
+        if r.get("status") == "completed" and _num(r.get(metric)):
+            series[name(r)][1].append(r)  # by_config made a configuration of every completed run
+    ys = []
+    for i, (label, (gs, runs)) in enumerate(series.items()):
+        ys += _draw_series(ax, axis, metric, key, label, gs, runs, f"C{i % 9}")
+    best = best_config(groups, metric)
+    if best is not None:
+        label = ", ".join(f"{k}={_label(best[k])}" for k in keys)
+        mean = best[f"{metric}_mean"]
+        ys.append(
+            _star(ax, axis.pos(best[key]), mean, f"best: {label} ({metric} {format_cell(metric, mean, (metric,))})")
+        )
+    return axis, ys
+
+
+def _draw_series(
+    ax, axis: XAxis, metric: str, key: str, name: str, groups: list[dict], runs: list[dict], color: str
+) -> list[float]:
+    """A dot per completed run at its key value (drawn RUN_OFFSET points to the right, out from under the
+    mean, its bar and the star), and the seed means with their 95% CI bars cut at the metric's range,
+    joined by a line on a numeric axis only; returns every y drawn."""
+    from matplotlib.transforms import ScaledTranslation
+
+    ys = [r[metric] for r in runs]
+    if runs:
+        xs = [axis.pos(r[key]) for r in runs]
+        beside = ax.transData + ScaledTranslation(RUN_OFFSET / 72, 0, ax.figure.dpi_scale_trans)
+        ax.plot(xs, ys, "o", markersize=3.5, color=color, alpha=0.6, gid="runs", clip_on=False, transform=beside)
+    means = sorted(((axis.pos(g[key]), g) for g in groups if _num(g.get(f"{metric}_mean"))), key=lambda p: p[0])
+    if not means:
+        return ys
+    xs, mids = [p[0] for p in means], [p[1][f"{metric}_mean"] for p in means]
+    below, above = zip(*(error_bar(metric, m, p[1].get(f"{metric}_ci95")) for m, p in zip(mids, means)))
+    ns = [p[1]["n"] for p in means]
+    label = (name or "seed mean") + f" (n={min(ns)}" + (f"..{max(ns)})" if max(ns) != min(ns) else ")")
+    ax.errorbar(
+        xs,
+        mids,
+        yerr=[below, above],
+        marker="o",
+        markersize=5,
+        capsize=4,
+        linewidth=1.5,
+        linestyle="none" if axis.scale == "category" else "-",
+        label=label,
+        color=color,
+        clip_on=False,
+    )
+    return ys + [m - b for m, b in zip(mids, below)] + [m + a for m, a in zip(mids, above)]
 
 
 def _reached(row: dict) -> str:
@@ -266,50 +323,26 @@ def _reached(row: dict) -> str:
     return f"rung {row['rung']} at step {row['steps']}" if row.get("rung") is not None else ""
 
 
-def _plot_runs_vs_key(rows: list[dict], sweep: Sweep, metric: str, key: str, out: str | Path) -> Path:
-    """A sampled or halving sweep: one point per run (its configs rarely repeat), filled where the run
-    completed, hollow where halving stopped it (labelled with the rung it reached); the best run starred."""
+def _draw_runs(ax, rows: list[dict], metric: str, key: str, loguniform: bool) -> tuple[XAxis, list[float]]:
+    """A sampled or halving sweep: one point per run, filled where the run completed, hollow where halving
+    stopped it (labelled with the rung it reached); the best run starred. The x axis and every y drawn."""
+    axis = x_axis([r.get(key) for r in rows], loguniform)
     best = best_run(sort_rows(rows, metric))
-    numeric = all(_num(r.get(key)) for r in rows if r.get(key) is not None)
-    values = list(dict.fromkeys(repr(r.get(key)) for r in rows))
-    plt, rc = _pyplot()
-    with plt.rc_context(rc):
-        fig, ax = plt.subplots(figsize=FIGSIZE)
-        drawn = 0
-        for status, style in (("completed", {"color": "C0"}), ("stopped", {"markerfacecolor": "none", "color": "C7"})):
-            pts = [r for r in rows if r.get("status") == status and _num(r.get(metric))]
-            if not pts:
-                continue
-            xs = [r[key] if numeric else values.index(repr(r[key])) for r in pts]
-            rungs = sorted({_reached(r) for r in pts} - {""})
-            label = status + (f" ({', '.join(rungs)})" if rungs else "")
-            ax.plot(xs, [r[metric] for r in pts], marker="o", linestyle="none", markersize=6, label=label, **style)
-            drawn += len(pts)
-        for r in rows:
-            if r["run_name"] == best:
-                x = r[key] if numeric else values.index(repr(r[key]))
-                ax.plot(
-                    [x],
-                    [r[metric]],
-                    marker="*",
-                    markersize=16,
-                    color=BEST_COLOR,
-                    linestyle="none",
-                    zorder=5,
-                    label=f"best: {best} ({metric} {format_cell(metric, r[metric], (metric,))})",
-                )
-        if not drawn:
-            ax.text(0.5, 0.5, "no completed runs yet", ha="center", va="center", transform=ax.transAxes)
-        if numeric and drawn:
-            xs = [r[key] for r in rows if _num(r.get(key))]
-            if min(xs) > 0 and max(xs) / min(xs) >= 10:
-                ax.set_xscale("log")
-        elif not numeric:
-            ax.set_xticks(range(len(values)))
-            ax.set_xticklabels([v.strip("'") for v in values])
-        ax.set_xlabel(key)
-        ax.set_ylabel(f"{metric} (test split, one point per run)")
-        return _finish_metric_plot(ax, fig, sweep, metric, key, out)
+    ys: list[float] = []
+    for status, style in (("completed", {"color": "C0"}), ("stopped", {"markerfacecolor": "none", "color": "C7"})):
+        pts = [r for r in rows if r.get("status") == status and _num(r.get(metric))]
+        if not pts:
+            continue
+        rungs = sorted({_reached(r) for r in pts} - {""})
+        label = status + (f" ({', '.join(rungs)})" if rungs else "")
+        xs = [axis.pos(r.get(key)) for r in pts]
+        ys += [r[metric] for r in pts]
+        ax.plot(xs, ys[-len(pts) :], "o", markersize=6, label=label, gid="runs", clip_on=False, **style)
+    for r in rows:
+        if r["run_name"] == best:
+            label = f"best: {best} ({metric} {format_cell(metric, r[metric], (metric,))})"
+            ys.append(_star(ax, axis.pos(r.get(key)), r[metric], label))
+    return axis, ys
 
 
 def plot_loss_curves(

@@ -83,6 +83,7 @@ class Sweep:
     runs: dict[str, Run] = field(default_factory=dict)
     halving: search.Halving | None = None  # successive halving (the workflow's rungs), or a plain sweep
     sampled: int = 0  # points drawn by `sample:` (0: a grid alone)
+    space: dict[str, tuple[str, Any]] = field(default_factory=dict)  # sampled key -> (distribution, argument)
 
 
 def format_value(value: Any) -> str:
@@ -156,6 +157,7 @@ class _Shape:
     samples: list[dict]  # sampled points ({} alone without `sample:`)
     sample_n: int = 0
     halving: search.Halving | None = None
+    space: dict = field(default_factory=dict)  # sample.space: key -> (distribution, argument)
 
 
 def _check_spec(name: str, spec: Any) -> _Shape:
@@ -187,7 +189,7 @@ def _check_spec(name: str, spec: Any) -> _Shape:
         raise SweepError(f"sweep '{name}': zip: every list must have the same length")
     if halving is not None:
         fixed = _halving_budget(name, halving, sections, fixed)
-    return _Shape(grid, zipped, fixed, metric, samples, n, halving)
+    return _Shape(grid, zipped, fixed, metric, samples, n, halving, space)
 
 
 def _check_outline(name: str, spec: Any) -> None:
@@ -306,7 +308,7 @@ def expand_sweep(name: str, spec: dict, results_dir: str = "results", base_cache
     shape = _check_spec(name, spec)
     base = _base_config(name, spec, shape.fixed, base_cache if base_cache is not None else {})
     keys = sorted([*shape.grid, *shape.zipped, *shape.samples[0]])
-    sweep = Sweep(name, keys, shape.metric, halving=shape.halving, sampled=shape.sample_n)
+    sweep = Sweep(name, keys, shape.metric, halving=shape.halving, sampled=shape.sample_n, space=shape.space)
     template = None
     for rname, overrides in _points(shape, name):
         _check_point_name(sweep, rname, overrides)
