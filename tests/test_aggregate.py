@@ -247,6 +247,10 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
         "training.learning_rate",
         *metrics_registry.names(),
         "runtime_seconds",
+        "slurm_seconds",
+        "cpu_hours",
+        "gpu_hours",
+        "max_rss_mb",
         "device",
         "git_commit",
         "config_sha256",
@@ -858,3 +862,30 @@ def test_started_runs_that_nothing_holds_are_incomplete(tmp_path):
     assert run_status(d) == ("running", None)
     hold(d)
     assert run_status(d) == ("running", None)
+
+
+SACCT = """\
+412_1|31|billing=2,cpu=2,mem=4000M,node=1|
+412_1.batch|31||220796K
+412_1.0|28||1.5G
+413|3600|billing=8,cpu=8,gres/gpu=2,mem=16000M,node=1|
+413.batch|3600||512M
+"""
+
+
+def test_slurm_cost_from_sacct_and_the_sweep_total():
+    """Issue 26.3: sacct's lines for a run's jobs -> elapsed, CPU/GPU-hours, peak step memory; the table's
+    columns and the sweep total add them up."""
+    from ledsweep.provenance import parse_sacct
+
+    usage = parse_sacct(SACCT)
+    assert usage == {"jobs": 2, "elapsed_seconds": 3631, "cpu_hours": 8.0172, "gpu_hours": 2.0, "max_rss_mb": 1536.0}
+    rows = [
+        {"slurm_seconds": 3631, "cpu_hours": 8.0172, "gpu_hours": 2.0, "max_rss_mb": 1536.0},
+        {"slurm_seconds": 3600, "cpu_hours": 1.0, "gpu_hours": 1.0, "max_rss_mb": 100.0},
+        {"slurm_seconds": None},  # a run evaluated outside Slurm: not counted
+    ]
+    assert agg.cost_total(rows) == (
+        "Slurm cost of 2 run(s): 2.01 job-hours, 3.00 GPU-hours, 9.02 CPU-hours, peak memory 1536 MB"
+    )
+    assert agg.cost_total([{"slurm_seconds": None}]) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,14 +43,14 @@ if not cluster_up():
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SLURM = ("--profile", "profiles/slurm", "--profile", "profiles/slurm-ci")
-RUNS = ["slurm_seed1", "slurm_seed2", "slurm_seed3"]
+RUNS = [f"slurm_seed{i}" for i in range(1, 7)]
 SWEEP = """
 sweeps:
   slurm:
     base: config/tiny_run.yaml
     set: {evaluation.bertscore_model: null}   # ROUGE is enough here; BERTScore is tested elsewhere
     grid:
-      seed: [1, 2, 3]
+      seed: [1, 2, 3, 4, 5, 6]
   slurmhalf:   # successive halving through Slurm: two sampled runs, one goes on after step 6
     base: config/tiny_run.yaml
     set: {evaluation.bertscore_model: null}
@@ -63,13 +64,32 @@ def slurm_sweep(tmp_path_factory):
     sweep = tmp_path_factory.mktemp("slurm") / "sweep.yaml"
     sweep.write_text(SWEEP)
     wd = make_workdir(sweep.parent / "wd", sweep)
-    proc = snakemake(wd, *SLURM, timeout=480)
+    plain = snakemake(wd, *SLURM, "--config", "run_sweeps=[slurm]", timeout=600)  # the 6-run sweep alone
+    assert plain.returncode == 0, plain.stdout[-8000:]
+    proc = snakemake(wd, *SLURM, timeout=480)  # then the halving sweep
     assert proc.returncode == 0, proc.stdout[-8000:]
-    return wd, proc
+    return wd, plain, proc
+
+
+def slurm_job_ids(output: str) -> set[str]:
+    """The Slurm job ids Snakemake submitted (an array is one id), from its log lines."""
+    found = re.findall(r"SLURM job ID (\d+)\. The individual task IDs", output)
+    return set(found + re.findall(r"has been submitted with SLURM jobid (\d+)", output))
+
+
+def test_a_six_run_sweep_takes_at_most_five_slurm_job_ids(slurm_sweep):
+    """Issue 26.1: train and evaluate go as job arrays (profiles/slurm: slurm-array-jobs): prepare_data, one
+    train array and one evaluate array, not 13 jobs; each run's meta.json names its array task."""
+    wd, plain, _ = slurm_sweep
+    ids = slurm_job_ids(plain.stdout)
+    assert 1 <= len(ids) <= 5, (ids, plain.stdout[-4000:])
+    tasks = [json.loads((wd / "results" / r / "meta.json").read_text())["slurm_job_id"] for r in RUNS]
+    assert all(re.fullmatch(r"\d+_\d+", t) for t in tasks) and len(set(tasks)) == len(RUNS), tasks
+    assert {t.split("_")[0] for t in tasks} <= ids
 
 
 def test_sweep_runs_as_real_sbatch_jobs(slurm_sweep):
-    wd, proc = slurm_sweep
+    wd, proc, _ = slurm_sweep
     ids = []
     for run in RUNS:
         assert (wd / "results" / run / "summary.json").is_file(), run
@@ -82,12 +102,17 @@ def test_sweep_runs_as_real_sbatch_jobs(slurm_sweep):
         rows = list(csv.DictReader(f))
     assert sorted(r["run_name"] for r in rows) == RUNS and {r["status"] for r in rows} == {"completed"}
     assert all(r["slurm_job_ids"] for r in rows)
+    for r in rows:  # issue 26.3: each run's cost as Slurm accounted it (training's jobs + its evaluate job)
+        slurm = json.loads((wd / "results" / r["run_name"] / "summary.json").read_text())["slurm"]
+        assert slurm["jobs"] >= 2 and slurm["elapsed_seconds"] > 0 and slurm["cpu_hours"] > 0, slurm
+        assert float(r["slurm_seconds"]) == slurm["elapsed_seconds"] and float(r["max_rss_mb"]) > 0
+    assert "Slurm cost of 6 run(s)" in proc.stdout
     # the sbatch line carries the workflow profile's GPU request
     assert "--gpus=1" in proc.stdout or "gpu" in proc.stdout
 
 
 def test_halving_sweep_runs_through_slurm(slurm_sweep):
-    wd, proc = slurm_sweep
+    wd, _, proc = slurm_sweep
     decision = json.loads((wd / "results/sweeps/slurmhalf/halving/rung1.json").read_text())
     assert decision["entered"] == 2 and len(decision["kept"]) == len(decision["stopped"]) == 1
     assert "rule train_rung" in proc.stdout or "train_rung" in jobs_run(proc.stdout)
@@ -99,7 +124,7 @@ def test_halving_sweep_runs_through_slurm(slurm_sweep):
 
 
 def test_single_target_through_slurm_rebuilds_only_that_run(slurm_sweep):
-    wd, _ = slurm_sweep
+    wd, _, _ = slurm_sweep
     before = {r: (wd / "results" / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]}
     shutil.rmtree(wd / "results" / RUNS[0])
     proc = snakemake(wd, *SLURM, targets=[f"results/{RUNS[0]}/summary.json"], timeout=300)
@@ -259,3 +284,57 @@ def test_two_processes_in_one_slurm_job(tmp_path):
     assert meta["effective_batch_size"] == 8 and meta["global_step"] == 12
     log = (wd / "results/ddp_seed1/logs/train.log").read_text()
     assert "torch.distributed.run --standalone --nproc-per-node=2" in log and "step 12/12" in log
+
+
+def our_jobs() -> dict[str, str]:
+    """Snakemake's Slurm jobs in the queue (their comment names the rule): job id -> state."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True, timeout=30).stdout
+    return {i: state for i, comment, state in (ln.split("|") for ln in out.splitlines()) if comment.startswith("rule_")}
+
+
+def wait_for(what, timeout: float = 120, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while not (found := what()):
+        assert time.monotonic() < deadline, f"not reached in {timeout} s: {what.__doc__ or what}"
+        time.sleep(every)
+    return found
+
+
+@pytest.mark.parametrize("leave", [False, True])
+def test_sigterm_ends_a_sweep_with_pending_jobs_within_30_s(tmp_path, leave):
+    """Issue 26.4: with its first job pending (the node is full), SIGTERM to snakemake cancels the sweep's
+    queued jobs and exits within 30 s; with LEDSWEEP_LEAVE_JOBS=1 it exits as quickly and leaves them queued.
+    (Snakemake's own SIGTERM handler waited for every running job, pending ones included.)"""
+    blocker = subprocess.run(
+        ["sbatch", "--parsable", "-c", "2", "-t", "10", "--wrap", "sleep 600"], capture_output=True, text=True
+    ).stdout.strip()
+    try:
+        wait_for(lambda: subprocess.run(["squeue", "-h", "-j", blocker, "-o", "%T"], capture_output=True,
+                                        text=True).stdout.strip() == "RUNNING")  # fmt: skip
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text("sweeps:\n  term:\n    base: config/tiny_run.yaml\n    grid:\n      seed: [1]\n")
+        wd = make_workdir(tmp_path / "wd", sweep)
+        env = {**os.environ, "LEDSWEEP_LEAVE_JOBS": "1" if leave else "0"}
+        with open(tmp_path / "snakemake.log", "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "snakemake", *SLURM], cwd=wd, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            pending = wait_for(lambda: {i for i, s in our_jobs().items() if s == "PENDING"}, timeout=180)
+            t0 = time.monotonic()
+            proc.send_signal(15)
+            rc = proc.wait(timeout=60)
+            seconds = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        out = (tmp_path / "snakemake.log").read_text()
+        assert seconds < 30 and rc != 0, (seconds, rc, out[-3000:])
+        left = set(our_jobs()) & pending
+        if leave:
+            assert left == pending and "cluster jobs left queued" in out, out[-3000:]
+            subprocess.run(["scancel", *left], check=True)
+        else:
+            assert not left and "Terminating processes on user request" in out, out[-3000:]
+    finally:
+        subprocess.run(["scancel", blocker])

@@ -67,6 +67,8 @@ def test_every_sweep_is_in_mlflow_one_run_per_run_folder(small_sweeps):
         for name, value in summary["metrics"].items():
             assert run.data.metrics.get(name) == value or value is None, name
         assert run.data.params["seed"] == "1" and run.data.params["model.d_model"] == "32"
+        curves = tensorboard_scalars(folder)  # the workflow's train (and rung) jobs wrote them as they trained
+        assert [s for s, _ in curves["train/loss"]][-1] == json.loads((folder / "meta.json").read_text())["global_step"]
     record = json.loads((results / "sweeps" / "one" / "mlflow.json").read_text())
     assert record["runs"] == {"one_seed1": runs["one_seed1"].info.run_id} and record["experiment"] == "one"
     from mlflow.tracking import MlflowClient

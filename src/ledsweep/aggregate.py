@@ -43,7 +43,9 @@ from .status import (
 )
 from .sweep import Run, Sweep, load_sweeps
 
-PROVENANCE = ("runtime_seconds", "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes")
+# Slurm's accounting of a run's jobs (summary.json "slurm", from sacct when it was evaluated): its cost
+COST = ("slurm_seconds", "cpu_hours", "gpu_hours", "max_rss_mb")
+PROVENANCE = ("runtime_seconds", *COST, "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes")
 STAT_SUFFIXES = ("mean", "std", "ci95")
 
 
@@ -119,8 +121,13 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
             reached = summary.get("halving") or meta.get("halving") or {}
             row.update(rung=reached.get("rung"), steps=reached.get("step"))
         jobs = meta.get("slurm_job_ids")
+        slurm = summary.get("slurm") or {}
         row.update(
             runtime_seconds=summary.get("runtime_seconds"),
+            slurm_seconds=slurm.get("elapsed_seconds"),
+            cpu_hours=slurm.get("cpu_hours"),
+            gpu_hours=slurm.get("gpu_hours"),
+            max_rss_mb=slurm.get("max_rss_mb"),
             device=meta.get("device"),
             git_commit=meta.get("git_commit"),
             config_sha256=meta.get("config_sha256"),
@@ -334,6 +341,21 @@ def aggregate_job(config: dict, sweep_name: str, summaries: list[str], compariso
         if row["status"] == "modified":
             _say(f"WARNING: run {row['run_name']} is modified: {row['reason']}")
     _say(f"sweep {sweep.name}: comparison table -> {paths[0]}")
+    if total := cost_total(rows):
+        _say(total)
+
+
+def cost_total(rows: list[dict]) -> str | None:
+    """The sweep's Slurm cost, summed over the runs that recorded it (None when none did)."""
+    costed = [r for r in rows if r.get("slurm_seconds") is not None]
+    if not costed:
+        return None
+    add = lambda key: sum(r.get(key) or 0 for r in costed)  # noqa: E731
+    return (
+        f"Slurm cost of {len(costed)} run(s): {add('slurm_seconds') / 3600:.2f} job-hours, "
+        f"{add('gpu_hours'):.2f} GPU-hours, {add('cpu_hours'):.2f} CPU-hours, "
+        f"peak memory {max(r.get('max_rss_mb') or 0 for r in costed):.0f} MB"
+    )
 
 
 def _say(message: str) -> None:

@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from . import events, faults, metrics, metrics_registry
+from . import events, faults, metrics, metrics_registry, provenance
 from . import model as model_mod
 from .config import ConfigError, RunConfig, config_sha256, train_config_sha256
 from .data import check_prepared, load_prepared, read_manifest, recorded_data_changes
@@ -147,6 +147,9 @@ def evaluate(
         "runtime_seconds": round(train_seconds + t_eval, 3),
         "end_time": now_iso(),
     }
+    jobs = [*(meta.get("slurm_job_ids") or []), *filter(None, [provenance.slurm_job_id()])]
+    if jobs and (usage := provenance.slurm_usage(jobs)):  # cost: training's jobs and this one (so far)
+        summary["slurm"] = {"job_ids": jobs, **usage}
     events.write_final_metrics(run.path, summary["metrics"], meta.get("global_step") or 0)  # TensorBoard's view
     run.failure.unlink(missing_ok=True)
     write_json(run.summary, summary)  # last: the run folder is now complete

@@ -74,9 +74,11 @@ def device_info() -> dict:
 
 
 def slurm_job_id() -> str | None:
+    """The Slurm job id; an array task as `<array job id>_<task id>`, as squeue and sacct name it (the
+    task's own SLURM_JOB_ID is another number)."""
     job = os.environ.get("SLURM_JOB_ID")
-    task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{job}_{task}" if job and task else job
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array or job}_{task}" if job and task else job
 
 
 def environment() -> dict:
@@ -95,3 +97,46 @@ def environment() -> dict:
         "command": [sys.executable, *sys.argv],
         "cwd": os.getcwd(),
     }
+
+
+def slurm_usage(job_ids: list[str]) -> dict | None:
+    """What Slurm accounted for these jobs, in one sacct call: their number, elapsed seconds (summed), CPU- and
+    GPU-hours (allocated x elapsed) and the peak memory of any of their steps. None without Slurm accounting."""
+    if not job_ids:
+        return None
+    cmd = ["sacct", "-n", "-P", "-j", ",".join(map(str, job_ids)), "--format=JobID,ElapsedRaw,AllocTRES,MaxRSS"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_sacct(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def parse_sacct(text: str) -> dict:
+    """`sacct -n -P --format=JobID,ElapsedRaw,AllocTRES,MaxRSS` lines -> the totals of `slurm_usage`. A job's
+    allocation line (no '.' in its id) has its elapsed time and TRES; its steps (.batch, .0, ...) the memory."""
+    jobs: dict[str, tuple[int, int, int]] = {}
+    peak = 0.0
+    for line in text.splitlines():
+        job_id, elapsed, tres, max_rss = (line.split("|") + ["", "", "", ""])[:4]
+        if "." not in job_id:
+            alloc = dict(kv.split("=", 1) for kv in tres.split(",") if "=" in kv)
+            jobs[job_id] = (int(elapsed or 0), int(alloc.get("cpu", 0)), int(alloc.get("gres/gpu", 0)))
+        peak = max(peak, _megabytes(max_rss))
+    seconds = sum(e for e, _, _ in jobs.values())
+    return {
+        "jobs": len(jobs),
+        "elapsed_seconds": seconds,
+        "cpu_hours": round(sum(e * c for e, c, _ in jobs.values()) / 3600, 4),
+        "gpu_hours": round(sum(e * g for e, _, g in jobs.values()) / 3600, 4),
+        "max_rss_mb": round(peak, 1),
+    }
+
+
+def _megabytes(value: str) -> float:
+    """sacct's MaxRSS ('220796K', '1.5G', '') in MB."""
+    if not value:
+        return 0.0
+    scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2}
+    unit = value[-1].upper()
+    return float(value[:-1]) * scale[unit] if unit in scale else float(value) / 1024**2

@@ -1,6 +1,7 @@
 # Helpers for the rules: sweep expansion and input functions. Cheap at parse time (no torch):
 # every Slurm job re-parses the workflow.
 import functools
+import os
 import re
 import sys
 from pathlib import Path
@@ -318,6 +319,32 @@ def explain_failure(log_path):
         return
     for line in vanished_inputs(text):
         print(line, file=sys.stderr)
+
+
+def stop_on_sigterm():
+    """SIGTERM acts like Ctrl-C: Snakemake cancels the sweep's queued and running cluster jobs and exits.
+    Snakemake's own SIGTERM handler waits for every running job to finish, pending Slurm jobs included
+    (minutes to forever). LEDSWEEP_LEAVE_JOBS=1: SIGTERM and Ctrl-C exit at once and leave the jobs
+    queued (a later `snakemake` run picks up their results). Called by `onstart`, which runs in the
+    main Snakemake process only, after Snakemake installed its handler."""
+    import signal
+
+    leave = os.environ.get("LEDSWEEP_LEAVE_JOBS") == "1"
+
+    def stop(signum, frame):
+        if leave:
+            print(
+                f"ledsweep: {signal.Signals(signum).name}: exiting, cluster jobs left queued "
+                "(LEDSWEEP_LEAVE_JOBS=1)",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(128 + signum)
+        raise KeyboardInterrupt  # Snakemake's scheduler cancels its jobs (scancel) on it
+
+    signal.signal(signal.SIGTERM, stop)
+    if leave:
+        signal.signal(signal.SIGINT, stop)
 
 
 # ---------------------------------------------------------------- successive halving
