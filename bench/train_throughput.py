@@ -102,7 +102,7 @@ def bare_main(cfg_path: str, steps: int, threads: int | None, prepared: str, out
         raise SystemExit(f"{prepared}: prepared data {manifest['key']}, not that of {cfg_path}")
     tok = load_tokenizer(prepared)  # what ledsweep.train.train loads
     set_seed(cfg.seed)
-    model = model_mod.build_scratch(cfg, tok)
+    model = model_mod.new_model(cfg, tok)
     model_mod.configure_generation(model, cfg)
     train_ds = load_prepared(prepared, "train")  # the Trainer's train_dataset: same folder, same columns
     pad_id = tok.pad_token_id
