@@ -3,6 +3,9 @@
 
     python bench/gpu_led.py [--out bench/out/gpu_results.json] [--dry-run] [--tf32] [--peak-tflops BF16 FP32]
 
+One command, at most 8 minutes (--deadline-s 470): steps 1 and 2 below, and step 3 by itself where the machine
+has more than one GPU (--no-scaling to leave it out, --scaling to run it on one GPU too).
+
 --dry-run: tiny sizes (DRY below) on the CPU, a check that every step works, not a figure; its JSON goes to a
 temporary folder unless --out is given.
 
@@ -10,9 +13,11 @@ temporary folder unless --out is given.
    scripts/train_baseline.py (which first prepares the data, into the temporary output
    folder's prepared/); checks summary.json, meta.json device_type cuda / precision bf16
    and that the training loss fell.
-2. A from-scratch LED of led-base size (random init, no hub): fp32 vs bf16 x activation
-   checkpointing off/on x input length 4k/8k/16k, batch 1, 256 target tokens. A few warm-up
-   steps, then timed steps (forward + backward + fused AdamW): tokens/s (input + target), peak
+2. A from-scratch LED of led-base size (random init, no hub; the sizes of config/examples/led_base_shape.yaml,
+   read from it: d_model 768, 6+6 layers, 12 heads, FFN 3,072, window 1,024, 16,384 encoder positions, vocab
+   50,265): fp32 vs bf16 x activation checkpointing off/on x input length 4k and 16k, then 8k
+   (cases that would start after --budget-s are skipped, so 4k and 16k come first), batch 1, 256
+   target tokens. A few warm-up steps, then timed steps (forward + backward + fused AdamW): tokens/s (input + target), peak
    memory (allocated and reserved), model FLOPs utilisation. An OOM is recorded, not fatal.
 bf16 = torch.autocast(bfloat16) over fp32 weights (fp32 master weights and optimizer state),
 which is what the Trainer's bf16=True does. fp32 = PyTorch's default matmul precision
@@ -36,12 +41,13 @@ either side), d = d_model, V = vocab, Le/Ld = encoder/decoder layers:
          is within 3% of torch.utils.flop_counter's count (which includes that overhead).
 MFU = model FLOPs / step time / the GPU's dense peak for the dtype (table below; fp32 uses
 the TF32 peak under --tf32).
-3. Scaling (`--scaling`, or `--only-scaling`): the led-base-size LED trained with DDP (bf16 +
+3. Scaling (on a machine with several GPUs; `--only-scaling` alone): the led-base-size LED trained with DDP (bf16 +
    activation checkpointing, batch 1 per GPU, --scaling-length input tokens) on 1 GPU and on
    all the GPUs of the machine, each launched as the workflow does
    (`python -m torch.distributed.run --standalone --nproc-per-node=N bench/gpu_led.py --ddp-worker ...`):
    tokens/s (all ranks), the speed-up and the scaling efficiency = tokens/s(N) / (N x tokens/s(1)).
-   With --dry-run: tiny sizes, 2 CPU processes (gloo).
+   With --dry-run: tiny sizes, 2 CPU processes (gloo). Each launch gets an equal share of the time left
+   before --deadline-s.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -70,16 +78,18 @@ PEAKS = [
     ("H100", {"bf16": 989, "tf32": 495, "fp32": 67}),  # SXM
     ("A100", {"bf16": 312, "tf32": 156, "fp32": 19.5}),
 ]
+SHAPE = yaml.safe_load((REPO / "config/examples/led_base_shape.yaml").read_text())["model"]  # led-base-16384's
+assert SHAPE["encoder_layers"] == SHAPE["decoder_layers"], "this benchmark builds as many decoder as encoder layers"
 FULL = {
-    "d_model": 768,
-    "layers": 6,
-    "heads": 12,
-    "ffn": 3072,
-    "window": 1024,
-    "max_enc": 16384,
-    "max_dec": 1024,
-    "vocab": 50265,
-    "lengths": [4096, 8192, 16384],
+    "d_model": SHAPE["d_model"],
+    "layers": SHAPE["encoder_layers"],
+    "heads": SHAPE["attention_heads"],
+    "ffn": SHAPE["ffn_dim"],
+    "window": SHAPE["attention_window"],
+    "max_enc": SHAPE["max_encoder_position_embeddings"],
+    "max_dec": SHAPE["max_decoder_position_embeddings"],
+    "vocab": SHAPE["vocab_size"],
+    "lengths": [4096, 16384, 8192],  # in this order: the time budget skips the last first
     "target": 256,
     "warmup": 2,
     "steps": 5,
@@ -349,17 +359,24 @@ def scaling(args) -> dict:
     out = {"gpus": n, "runs": [], "speedup": None, "efficiency": None}
     print(f"\n## Scaling: DDP on 1 vs {n} {'CPU processes' if args.dry_run else 'GPUs'}\n")
     print("| processes | ms/step | tokens/s (all ranks) |\n|---:|---:|---:|")
-    for procs in sorted({1, n}):
+    launches = sorted({1, n})
+    for i, procs in enumerate(launches):
+        timeout = min(args.scaling_timeout_s, (args.deadline_s - (time.time() - T0)) / (len(launches) - i))
+        if timeout < 30:
+            out["runs"].append({"processes": procs, "status": "SKIPPED (deadline)"})
+            print(f"| {procs} | SKIPPED (deadline) | |")
+            continue
         with tempfile.TemporaryDirectory(prefix="gpu_led_ddp_") as tmp:
             res = Path(tmp) / "result.json"
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
             cmd += [str(Path(__file__).resolve()), "--ddp-worker", "--ddp-out", str(res)]
             cmd += ["--scaling-length", str(args.scaling_length)] + (["--dry-run"] if args.dry_run else [])
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.scaling_timeout_s)
-                rc, err = proc.returncode, proc.stderr
-            except subprocess.TimeoutExpired:
-                rc, err = "timeout", ""
+                err, rc = proc.communicate(timeout=timeout)[1], proc.returncode
+            except subprocess.TimeoutExpired:  # SIGTERM: torchrun then stops its workers (SIGKILL would orphan them)
+                proc.terminate()
+                err, rc = proc.communicate()[1], "timeout"
             if rc != 0 or not res.is_file():
                 out["runs"].append({"processes": procs, "status": f"FAILED ({rc})", "stderr_tail": err[-2000:]})
                 print(f"| {procs} | FAILED ({rc}) | |")
@@ -394,7 +411,7 @@ def goals(cases: list[dict], lengths: list[int]) -> dict:
         for p in ("fp32", "bf16")
         if tps(p, True, L) and tps(p, False, L)
     ]
-    top = ok.get(("bf16", True, lengths[-1]), {}).get("peak_reserved_gib")
+    top = ok.get(("bf16", True, max(lengths)), {}).get("peak_reserved_gib")
     verdict = lambda xs: all(xs) if xs else None
     return {
         "bf16_speedup": speedup,
@@ -420,7 +437,9 @@ def main() -> int:
     p.add_argument("--budget-s", type=float, default=285, help="cases that would start after this are skipped")
     p.add_argument("--case-s", type=float, default=15, help="stop timing a case after this many seconds")
     p.add_argument("--smoke-timeout-s", type=float, default=150)
-    p.add_argument("--scaling", action="store_true", help="also step 3: DDP tokens/s on 1 GPU vs all GPUs")
+    p.add_argument("--deadline-s", type=float, default=470, help="the whole run ends by then (step 3 shares it)")
+    p.add_argument("--scaling", action="store_true", help="step 3 even on one GPU (default: with several GPUs)")
+    p.add_argument("--no-scaling", action="store_true", help="leave step 3 out")
     p.add_argument("--only-scaling", action="store_true", help="step 3 alone (no smoke run, no single-GPU cases)")
     p.add_argument("--scaling-length", type=int, default=8192, help="input tokens per GPU in step 3 (%(default)s)")
     p.add_argument("--scaling-timeout-s", type=float, default=240, help="limit for each step-3 launch")
@@ -530,10 +549,10 @@ def main() -> int:
         + ", ".join(f"{x['precision']} {x['length']} {x['cost']:.0%}" for x in gl["checkpointing_cost"])
     )
     print(
-        f"- {s['lengths'][-1]} tokens, bf16 + checkpointing, peak reserved < 40 GB: {mark(gl['memory_goal_met'])}"
+        f"- {max(s['lengths'])} tokens, bf16 + checkpointing, peak reserved < 40 GB: {mark(gl['memory_goal_met'])}"
         + (f" ({gl['longest_bf16_ckpt_peak_reserved_gib']} GiB)" if gl["memory_goal_met"] is not None else "")
     )
-    if args.scaling:
+    if args.scaling or (dev == "cuda" and torch.cuda.device_count() > 1 and not args.no_scaling):
         result["scaling"] = scaling(args)
     return write_result(result, args)
 

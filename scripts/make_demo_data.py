@@ -11,7 +11,16 @@ fixed compression of the lead fact, e.g.
 A model must learn the template *and* copy the right names out of the lead, so ROUGE is
 ~0 before training and the learning rate visibly matters.
 
+--long-words N writes long documents instead (LED's real inputs: 16k+ tokens), made at run time, never
+committed: the same lead and its summary, then sections of about 40-160 words until the document has N
+words. Each section opens with a topic sentence that the summary repeats (the first 20), so the summary
+is long too (about 250 words: more than 256 tokens). Section text is drawn from a fixed lexicon of
+LEXICON made-up words (Zipf-distributed, as word frequencies are), rich enough for a byte-level BPE
+tokenizer to reach a real vocabulary size (50,265, led-base's) rather than stopping at the few hundred
+words of the demo templates.
+
     python scripts/make_demo_data.py            # writes data/demo/{train,validation,test}.jsonl
+    python scripts/make_demo_data.py --long-words 14000 --sizes 64,4,4 --out results/long_corpus
 """
 
 import argparse
@@ -45,6 +54,8 @@ FILLERS = [
     "Newspapers in {place} described the mood as {adj}.",
 ]
 ADJS = "calm busy quiet tense cheerful grey warm uncertain".split()
+LEXICON = 60_000  # made-up words of the long documents
+SYLLABLES = [c + v for c in ["", *"bcdfghklmnprstvz", "br", "st", "tr", "ch", "sh"] for v in "aeiou"]
 
 
 def make_example(rng: random.Random) -> dict:
@@ -76,17 +87,52 @@ def make_example(rng: random.Random) -> dict:
     return {"document": " ".join([lead, *fillers]), "summary": summary}
 
 
+def lexicon(n: int = LEXICON) -> tuple[list[str], list[float]]:
+    """n distinct made-up words of 2-4 syllables and Zipf cumulative weights (the k-th word has weight 1/k), the
+    same on every machine: every split and every corpus shares them."""
+    rng, words, seen = random.Random(0), [], set()
+    while len(words) < n:
+        word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    cum, total = [], 0.0
+    for k in range(1, n + 1):
+        total += 1 / k
+        cum.append(total)
+    return words, cum
+
+
+def make_long_example(rng: random.Random, n_words: int, lex: tuple[list[str], list[float]]) -> dict:
+    """A demo example grown to about n_words words: sections of made-up text whose topic sentences the summary
+    repeats after the lead fact."""
+    words, cum = lex
+    sentence = lambda k: " ".join(rng.choices(words, cum_weights=cum, k=k)).capitalize() + "."
+    example = make_example(rng)
+    parts, topics, count = [example["document"]], [], len(example["document"].split())
+    while count < n_words:
+        topic = sentence(rng.randint(8, 16))
+        body = [sentence(rng.randint(8, 24)) for _ in range(rng.randint(2, 8))]
+        topics.append(topic)
+        parts += [topic, *body]
+        count += sum(len(s.split()) for s in (topic, *body))
+    return {"document": " ".join(parts), "summary": " ".join([example["summary"], *topics[:20]])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/demo", help="output folder")
     parser.add_argument("--seed", type=int, default=1234, help="generator seed")
     parser.add_argument("--sizes", default="2000,100,200", help="train,validation,test sizes")
+    parser.add_argument("--long-words", type=int, default=0, help="long documents of about this many words each")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    lex = lexicon() if args.long_words else None
+    make = (lambda: make_long_example(rng, args.long_words, lex)) if lex else (lambda: make_example(rng))
     for split, n in zip(("train", "validation", "test"), map(int, args.sizes.split(","))):
-        rows = [make_example(rng) for _ in range(n)]
+        rows = [make() for _ in range(n)]
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         print(f"wrote {out / f'{split}.jsonl'} ({n} examples)")

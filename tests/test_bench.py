@@ -21,6 +21,21 @@ def _aggregate(proc, out: Path) -> None:
     assert "10 runs: ledsweep" in proc.stderr
 
 
+def _cpu_led_shape(proc, out: Path) -> None:
+    result = json.loads((out / "cpu.json").read_text())
+    assert result["dry_run"] and result["prepare"]["vocab"] == 1000  # the tokenizer reached the asked size
+    train = [c for c in result["cases"] if c["kind"] == "train" and not c["probe"]]
+    assert [c["status"] for c in train] == ["ok"] * 4  # checkpointing off/on x fp32/bf16 at one length
+    for c in train:
+        assert len(c["step_seconds"]) == 2 and c["tokens_per_s"] > 0 and c["peak_rss"] >= c["model_rss"] > 0
+        assert set(c["estimate"]) == {"runtime", "weights", "activations", "transient"}
+    [probe] = [c for c in result["cases"] if c.get("probe")]
+    assert probe["status"] == "out of memory" and probe["peak_rss"] > 0  # recorded, the next case still ran
+    [gen] = [c for c in result["cases"] if c["kind"] == "generate"]
+    assert gen["status"] == "ok" and gen["new_tokens"] == 16  # min_new_tokens: the full length, never cut short
+    assert re.search(rf"^\| train \| 256 \| on \| bf16 \| {NUMBER} \| {NUMBER} \|", proc.stdout, re.M), proc.stdout
+
+
 def _eval(proc, out: Path) -> None:
     for side in ("ledsweep", "baseline"):
         assert re.search(rf"^{side} +4 examples: generation_and_loss {NUMBER} s", proc.stdout, re.M), proc.stdout
@@ -74,6 +89,7 @@ def _train_throughput(proc, out: Path) -> None:
 # script -> (extra arguments, given the scratch folder; check of its output; timeout in seconds)
 CASES = {
     "aggregate_bench.py": (lambda out: [], _aggregate, 120),
+    "cpu_led_shape.py": (lambda out: ["--out", out / "cpu.json"], _cpu_led_shape, 400),
     "eval_bench.py": (lambda out: [], _eval, 300),
     "gpu_led.py": (lambda out: ["--out", out / "gpu.json"], _gpu_led, 300),
     "halving_bench.py": (lambda out: ["--out", out / "halving.json"], _halving, 600),
