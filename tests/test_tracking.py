@@ -55,7 +55,7 @@ def mlflow_runs(store) -> dict:
 
 
 def test_every_sweep_is_in_mlflow_one_run_per_run_folder(small_sweeps):
-    """Issue 25.2: rule mlflow (part of rule all) imported every run folder of every sweep; the metrics are
+    """Issue 25.2: rule track (part of rule all) imported every run folder of every sweep; the metrics are
     summary.json's, the params the run's config, the history its step losses, the tags name the run folder."""
     results = small_sweeps / "results"
     runs = mlflow_runs(results / "mlflow.db")
@@ -68,7 +68,8 @@ def test_every_sweep_is_in_mlflow_one_run_per_run_folder(small_sweeps):
             assert run.data.metrics.get(name) == value or value is None, name
         assert run.data.params["seed"] == "1" and run.data.params["model.d_model"] == "32"
         curves = tensorboard_scalars(folder)  # the workflow's train (and rung) jobs wrote them as they trained
-        assert [s for s, _ in curves["train/loss"]][-1] == json.loads((folder / "meta.json").read_text())["global_step"]
+        last, step = curves["train/loss"][-1][0], json.loads((folder / "meta.json").read_text())["global_step"]
+        assert last <= step < last + 4  # logging_steps 4 (a run halving stopped at step 6 logged at step 4)
     record = json.loads((results / "sweeps" / "one" / "mlflow.json").read_text())
     assert record["runs"] == {"one_seed1": runs["one_seed1"].info.run_id} and record["experiment"] == "one"
     from mlflow.tracking import MlflowClient

@@ -21,9 +21,9 @@ from .distributed import STOP_FILE, layout_from_resources
 from .errors import EXIT_FAILED, ConfigError, job_outcome, log_to
 from .prepare import prepare_data
 from .resume import discard_other_training
-from .run import run_stages
+from .run import preflight_prepared, run_stages
 from .runfolder import RunFolder, RunLock, atomic_write_text, now_iso, write_json
-from .train import check_model, train
+from .train import train
 from .worker import train_ranks
 
 log = logging.getLogger("ledsweep")
@@ -71,7 +71,7 @@ def _train(
     with job_outcome(f"run {trained.path.parent.name} in train", record) as outcome:
         cfg = training_config(config, source=f"{trained.path}: training config")
         layout = layout_from_resources(resources)
-        check_model(cfg, Path(prepared))
+        preflight_prepared(cfg, ("train",), Path(prepared))
         trained.path.mkdir(parents=True, exist_ok=True)
         with RunLock(trained.path.parent, what="train"):  # the run folder's lock, as train_baseline.py takes it
             trained.remove_temp_files()

@@ -35,9 +35,21 @@ def preflight(cfg: RunConfig, stages: tuple[str, ...]) -> None:
 
 def preflight_prepared(cfg: RunConfig, stages: tuple[str, ...], prepared: Path) -> None:
     """The checks that need the prepared data (its tokenizer), before any run folder is created: a
-    model.factory model is built and checked."""
-    if "train" in stages:
-        train.check_model(cfg, prepared)
+    model.factory model is built once and checked (a PreTrainedModel, an encoder-decoder, positions that hold
+    the configured lengths; ConfigError naming the factory). It is built on the meta device (no memory, no
+    weights), or for real where the code cannot run there."""
+    if "train" not in stages or not cfg.model.factory:
+        return
+    import torch
+
+    tok = data.load_tokenizer(prepared)
+    try:
+        with torch.device("meta"):
+            model_mod.new_model(cfg, tok)
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - code that cannot run on the meta device: its real errors come next
+        model_mod.new_model(cfg, tok)
 
 
 def run_stages(cfg: RunConfig, stages: tuple[str, ...], *args, run_dir: Path | None = None, **kwargs) -> int:

@@ -198,27 +198,27 @@ def _create(client, exp_id: str, rec: RunRecord, sweep: str, artifacts: str) -> 
     return run_id
 
 
-def mlflow_job(config: dict, sweep_name: str, summaries: list[str], out: str) -> None:
-    """rule mlflow: a sweep's run folders -> its MLflow experiment; `out` (mlflow.json) names what it holds."""
+def track_job(config: dict, sweep_name: str, summaries: list[str], mlflow_out: str, hparams_out: str) -> None:
+    """rule track: a sweep's run folders -> its MLflow experiment (`mlflow_out`: mlflow.json names what it
+    holds) and one TensorBoard HParams session per finished run under `hparams_out`/<run>/."""
     sweep = load_sweeps(config, only=[sweep_name])[sweep_name]
     results = results_folder(summaries)
+    write_hparams(results, sweep, Path(hparams_out))
     uri = tracking_uri(results)
-    artifacts = (config.get("tracking") or {}).get("mlflow_artifacts", "link")
-    record = import_sweep(results, sweep, uri, artifacts)
-    write_json(out, record)
+    record = import_sweep(results, sweep, uri, (config.get("tracking") or {}).get("mlflow_artifacts", "link"))
+    write_json(mlflow_out, record)
     print(
         f"sweep {sweep.name}: MLflow experiment {record['experiment']!r} ({len(record['runs'])} runs: "
-        f"{len(record['imported'])} imported, {len(record['updated'])} updated) in {record['tracking_uri']}"
+        f"{len(record['imported'])} imported, {len(record['updated'])} updated) in {record['tracking_uri']}; "
+        f"TensorBoard HParams in {hparams_out}"
     )
 
 
-def hparams_job(config: dict, sweep_name: str, summaries: list[str], out: str) -> None:
-    """rule tensorboard_hparams: one HParams session per finished run (its swept keys, its final metrics) under
-    `out`/<run>/, for `tensorboard --logdir results`."""
-    sweep = load_sweeps(config, only=[sweep_name])[sweep_name]
-    rows = [r for r in collect(results_folder(summaries), sweep) if r["status"] in IMPORTED]
-    Path(out).mkdir(parents=True, exist_ok=True)
-    for row in rows:
-        params = {k: row.get(k) for k in sweep.keys}
-        metrics = {m: row.get(m) for m in metric_names(sweep)}
-        events.hparams(Path(out) / row["run_name"], {**params, "status": row["status"]}, metrics)
+def write_hparams(results: str | Path, sweep: Sweep, out: Path) -> None:
+    """Each finished run's swept keys and final metrics as an HParams session in `out`/<run>/."""
+    out.mkdir(parents=True, exist_ok=True)
+    for row in collect(results, sweep):
+        if row["status"] in IMPORTED:
+            params = {k: row.get(k) for k in sweep.keys}
+            metrics = {m: row.get(m) for m in metric_names(sweep)}
+            events.hparams(out / row["run_name"], {**params, "status": row["status"]}, metrics)

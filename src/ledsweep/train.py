@@ -22,7 +22,7 @@ from .data import (
     read_manifest,
 )
 from .distributed import STOP_FILE
-from .errors import ConfigError, TrainingInterrupted
+from .errors import TrainingInterrupted
 from .model import resolve_precision, set_threads
 from .resume import (
     check_resume_data,
@@ -206,24 +206,6 @@ def _build_model(cfg: RunConfig, tok):
     if cfg.training.gradient_checkpointing:
         model.config.use_cache = False
     return model
-
-
-def check_model(cfg: RunConfig, prepared: Path) -> None:
-    """Before anything is written: a model.factory model is built once and checked (a PreTrainedModel, an
-    encoder-decoder, positions that hold the configured lengths; ConfigError naming the factory). It is built on
-    the meta device (no memory, no weights), or for real where the code cannot run there."""
-    if not cfg.model.factory:
-        return
-    import torch
-
-    tok = load_tokenizer(prepared)
-    try:
-        with torch.device("meta"):
-            model_mod.new_model(cfg, tok)
-    except ConfigError:
-        raise
-    except Exception:  # noqa: BLE001 - code that cannot run on the meta device: its real errors come next
-        model_mod.new_model(cfg, tok)
 
 
 def _training_args(cfg: RunConfig, run: RunFolder, precision: str, has_eval: bool):

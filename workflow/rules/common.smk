@@ -82,8 +82,7 @@ def sweep_targets(name):
             key=group_keys(sweep),
         ),
         *sweep_curves(name),
-        *expand(rules.mlflow.output[0], sweep=name),
-        *expand(rules.tensorboard_hparams.output[0], sweep=name),
+        *expand(list(rules.track.output), sweep=name),
     ]
 
 
