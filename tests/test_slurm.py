@@ -338,3 +338,19 @@ def test_sigterm_ends_a_sweep_with_pending_jobs_within_30_s(tmp_path, leave):
             assert not left and "Terminating processes on user request" in out, out[-3000:]
     finally:
         subprocess.run(["scancel", blocker])
+
+
+def test_a_request_no_partition_can_run_is_refused_before_submission(tmp_path):
+    """Issue 26.2: profiles/slurm alone on the 2-CPU CI node: prepare_data asks for 8 CPUs. It used to sit in
+    PENDING (PartitionConfig) while Snakemake waited without a word; now nothing is submitted and snakemake
+    exits non-zero within a minute, naming the rule, the resource and the most a partition offers."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("sweeps:\n  big:\n    base: config/tiny_run.yaml\n    grid:\n      seed: [1]\n")
+    wd = make_workdir(tmp_path / "wd", sweep)
+    before = set(our_jobs())
+    t0 = time.monotonic()
+    proc = snakemake(wd, "--profile", "profiles/slurm", timeout=120)
+    seconds = time.monotonic() - t0
+    assert proc.returncode != 0 and seconds < 60, (seconds, proc.stdout[-3000:])
+    assert "rule prepare_data asks for 8 CPUs (cpus); the most a partition offers is 2 (partition debug)" in proc.stdout
+    assert set(our_jobs()) <= before  # nothing was submitted

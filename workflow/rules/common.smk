@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ledsweep.aggregate import group_keys, metric_names
-from ledsweep import factory
+from ledsweep import factory, slurm_limits
 from ledsweep.config import training_part
 from ledsweep.schema import RUN_NAME_PATTERN
 from ledsweep.linking import link_checkpoint
@@ -344,6 +344,43 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, stop)
     if leave:
         signal.signal(signal.SIGINT, stop)
+
+
+def check_cluster_requests():
+    """Before anything is submitted to Slurm: every job's CPUs, memory, GPUs and time against the partitions
+    (ledsweep.slurm_limits); a request no partition can run stops the workflow, one line per rule, instead
+    of pending for ever. Called by `onstart` (the main process, after the DAG is built).
+    """
+    if getattr(workflow.executor_plugin, "name", None) != "slurm":
+        return
+    settings = workflow.executor_settings
+    path = getattr(settings, "partition_config", None) or os.environ.get(
+        "SNAKEMAKE_SLURM_PARTITIONS"
+    )
+    partitions = (
+        slurm_limits.read_partition_file(path)
+        if path
+        else slurm_limits.query_partitions()
+    )
+    problems = {}
+    for job in workflow.dag.needrun_jobs():
+        if job.is_local or job.rule.name in problems:
+            continue
+        r = job.resources
+        gpus = r.get("gpu") or 0
+        cpus = job.threads if not gpus else gpus * (r.get("cpus_per_gpu") or 1)
+        request = {
+            "cpus": cpus,
+            "mem_mb": r.get("mem_mb") or 0,
+            "gpus": gpus,
+            "runtime": r.get("runtime") or 0,
+        }
+        problems[job.rule.name] = slurm_limits.request_problem(
+            job.rule.name, request, partitions or []
+        )
+    found = [p for p in problems.values() if p]
+    if found:
+        raise WorkflowError("requests no Slurm partition can run:\n" + "\n".join(found))
 
 
 # ---------------------------------------------------------------- successive halving
