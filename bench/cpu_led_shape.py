@@ -104,6 +104,7 @@ DRY = {
     "generate": {"length": 256, "beams": 2, "new_tokens": 16},
     "case_timeout_s": 300,
     "probe": True,  # one more training case under a cap it cannot fit: the out-of-memory path is tested
+    "combos": [(False, "fp32"), (True, "bf16")],  # each checkpointing and precision path once, in two cases
 }
 
 
@@ -363,7 +364,8 @@ def run_cases(s: dict, base: dict, m: dict, vocab: int, work: Path) -> list[dict
     print("| case | input tokens | checkpointing | precision | step 1 s | s/step | tokens/s | peak RSS GiB "
           "| estimate GiB | peak / estimate | status |")  # fmt: skip
     print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|")
-    train = [(L, ck, pr, False) for L in s["lengths"] for ck in (False, True) for pr in ("fp32", "bf16")]
+    combos = s.get("combos") or [(ck, pr) for ck in (False, True) for pr in ("fp32", "bf16")]
+    train = [(L, ck, pr, False) for L in s["lengths"] for ck, pr in combos]
     probe = [(s["lengths"][-1], False, "fp32", True)] if s.get("probe") else []
     cases = []
     for L, ck, pr, is_probe in train + probe:

@@ -250,7 +250,7 @@ def test_collect_one_row_per_run_fixed_columns(tmp_path):
         "slurm_seconds",
         "cpu_hours",
         "gpu_hours",
-        "max_rss_mb",
+        "peak_rss_mb",
         "device",
         "git_commit",
         "config_sha256",
@@ -881,8 +881,8 @@ def test_slurm_cost_from_sacct_and_the_sweep_total():
     usage = parse_sacct(SACCT)
     assert usage == {"jobs": 2, "elapsed_seconds": 3631, "cpu_hours": 8.0172, "gpu_hours": 2.0, "max_rss_mb": 1536.0}
     rows = [
-        {"slurm_seconds": 3631, "cpu_hours": 8.0172, "gpu_hours": 2.0, "max_rss_mb": 1536.0},
-        {"slurm_seconds": 3600, "cpu_hours": 1.0, "gpu_hours": 1.0, "max_rss_mb": 100.0},
+        {"slurm_seconds": 3631, "cpu_hours": 8.0172, "gpu_hours": 2.0, "peak_rss_mb": 1536.0},
+        {"slurm_seconds": 3600, "cpu_hours": 1.0, "gpu_hours": 1.0, "peak_rss_mb": 100.0},
         {"slurm_seconds": None},  # a run evaluated outside Slurm: not counted
     ]
     assert agg.cost_total(rows) == (

@@ -105,7 +105,7 @@ def test_sweep_runs_as_real_sbatch_jobs(slurm_sweep):
     for r in rows:  # issue 26.3: each run's cost as Slurm accounted it (training's jobs + its evaluate job)
         slurm = json.loads((wd / "results" / r["run_name"] / "summary.json").read_text())["slurm"]
         assert slurm["jobs"] >= 2 and slurm["elapsed_seconds"] > 0 and slurm["cpu_hours"] > 0, slurm
-        assert float(r["slurm_seconds"]) == slurm["elapsed_seconds"] and float(r["max_rss_mb"]) > 0
+        assert float(r["slurm_seconds"]) == slurm["elapsed_seconds"] and float(r["peak_rss_mb"]) > 0
     assert "Slurm cost of 6 run(s)" in proc.stdout
     # the sbatch line carries the workflow profile's GPU request
     assert "--gpus=1" in proc.stdout or "gpu" in proc.stdout

@@ -88,7 +88,7 @@ def test_mlflow_server_shows_every_run_with_its_metric(tiny_sweep, tmp_path):
             page.get_by_text("rougeL", exact=True).first.wait_for(timeout=60_000)
             text = page.inner_text("body")
             assert f"\nloss\n{metrics['loss']}\n" in text, text[-3000:]
-            assert str(wd / "results" / run) in text  # the run folder, linked
+            assert f"/results/{run} (status completed)" in text  # the run folder, named in its description
         shot(page, "mlflow_run.png", tmp_path)
 
 

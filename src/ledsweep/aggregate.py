@@ -43,8 +43,9 @@ from .status import (
 )
 from .sweep import Run, Sweep, load_sweeps
 
-# Slurm's accounting of a run's jobs (summary.json "slurm", from sacct when it was evaluated): its cost
-COST = ("slurm_seconds", "cpu_hours", "gpu_hours", "max_rss_mb")
+# a run's cost: Slurm's accounting of its jobs (summary.json "slurm", sacct when it was evaluated) and the
+# peak memory of its processes (summary.json peak_rss_mb, or sacct's MaxRSS where larger)
+COST = ("slurm_seconds", "cpu_hours", "gpu_hours", "peak_rss_mb")
 PROVENANCE = ("runtime_seconds", *COST, "device", "git_commit", "config_sha256", "slurm_job_ids", "resumes")
 STAT_SUFFIXES = ("mean", "std", "ci95")
 
@@ -127,7 +128,7 @@ def collect(results_dir: str | Path, sweep: Sweep) -> list[dict]:
             slurm_seconds=slurm.get("elapsed_seconds"),
             cpu_hours=slurm.get("cpu_hours"),
             gpu_hours=slurm.get("gpu_hours"),
-            max_rss_mb=slurm.get("max_rss_mb"),
+            peak_rss_mb=max(summary.get("peak_rss_mb") or 0, slurm.get("max_rss_mb") or 0) or None,
             device=meta.get("device"),
             git_commit=meta.get("git_commit"),
             config_sha256=meta.get("config_sha256"),
@@ -354,7 +355,7 @@ def cost_total(rows: list[dict]) -> str | None:
     return (
         f"Slurm cost of {len(costed)} run(s): {add('slurm_seconds') / 3600:.2f} job-hours, "
         f"{add('gpu_hours'):.2f} GPU-hours, {add('cpu_hours'):.2f} CPU-hours, "
-        f"peak memory {max(r.get('max_rss_mb') or 0 for r in costed):.0f} MB"
+        f"peak memory {max(r.get('peak_rss_mb') or 0 for r in costed):.0f} MB"
     )
 
 

@@ -145,6 +145,8 @@ def evaluate(
             **({"extra_metrics": round(t_eval - t_gen - t_rouge - t_bert, 3)} if extra else {}),
         },
         "runtime_seconds": round(train_seconds + t_eval, 3),
+        # the most memory any of its processes held (training's as meta.json recorded it, and this one)
+        "peak_rss_mb": max(meta.get("peak_rss_mb") or 0, provenance.peak_rss_mb()),
         "end_time": now_iso(),
     }
     jobs = [*(meta.get("slurm_job_ids") or []), *filter(None, [provenance.slurm_job_id()])]

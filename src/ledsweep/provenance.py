@@ -140,3 +140,11 @@ def _megabytes(value: str) -> float:
     scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2}
     unit = value[-1].upper()
     return float(value[:-1]) * scale[unit] if unit in scale else float(value) / 1024**2
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process or any child it waited for (torchrun's ranks), in MB."""
+    import resource
+
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(kb / 1024, 1)

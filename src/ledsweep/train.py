@@ -419,6 +419,7 @@ def _finish(run, trainer, tok, step_losses, record: RunRecord, n_params, result,
         train_samples_per_second=result.metrics.get("train_samples_per_second") if result else None,
         input_tokens_seen=trainer.state.num_input_tokens_seen,
         weights_sha256=sha256_file(run.checkpoint / "model.safetensors"),
+        peak_rss_mb=provenance.peak_rss_mb(),
     )
     write_json(run.meta, meta)
     return meta

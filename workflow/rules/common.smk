@@ -68,7 +68,14 @@ REPORT_ONLY = report_only(sys.argv)
 
 
 def sweep_targets(name):
-    """The default target's files for one sweep (every run's loss plot, the tables, the plots), named
+    """The default target's files for one sweep: what the report shows (`shown_targets`), and the
+    trackers' views that the track rule makes (mlflow.json, the TensorBoard HParams sessions).
+    """
+    return [*shown_targets(name), *expand(list(rules.track.output), sweep=name)]
+
+
+def shown_targets(name):
+    """A sweep's files that the report shows (every run's loss plot, the tables, the plots), named
     by the rules that make them (aggregate.smk, plots.smk): the library takes the paths it writes.
     """
     sweep = SWEEPS[name]
@@ -82,7 +89,6 @@ def sweep_targets(name):
             key=group_keys(sweep),
         ),
         *sweep_curves(name),
-        *expand(list(rules.track.output), sweep=name),
     ]
 
 
@@ -115,7 +121,7 @@ def report_targets(name):
     curves_ok = tables_ok and all(map(have, curves))
     return [
         path
-        for path in sweep_targets(name)
+        for path in shown_targets(name)
         if have(path) and per_run.get(path, curves_ok if path in curves else tables_ok)
     ]
 
@@ -128,7 +134,7 @@ def get_all_targets():
         return [path for name in SWEEPS for path in sweep_targets(name)]
     out = []
     for name in SWEEPS:
-        wanted, shown = sweep_targets(name), report_targets(name)
+        wanted, shown = shown_targets(name), report_targets(name)
         out += shown
         shown_set = set(shown)
         if not shown:
