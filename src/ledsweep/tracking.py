@@ -131,7 +131,7 @@ class RunRecord:
 def _read(load):
     try:
         return load()
-    except (OSError, ValueError, Exception):  # noqa: BLE001 - a corrupt file is the row's status, not an error
+    except Exception:  # noqa: BLE001 - a corrupt file is the row's status, not an error
         return None
 
 
