@@ -1,4 +1,4 @@
-"""Successive halving through the real workflow: 8 sampled configs, rungs [20, 60], keep 0.5, on the demo data.
+"""Successive halving through the real workflow: 4 sampled configs, rungs [20, 60], keep 0.5, on the demo data.
 
 One sweep is killed (SIGKILL to snakemake and its jobs) during the second rung and started again; it must go on
 without redoing finished work, and a survivor's final weights must equal an uninterrupted run of its config.
@@ -38,7 +38,7 @@ SWEEP = {
             },
             "sample": {
                 "method": "sobol",
-                "n": 8,
+                "n": 4,
                 "seed": 0,
                 "space": {
                     "training.learning_rate": {"loguniform": [1.0e-4, 3.0e-3]},
@@ -50,7 +50,7 @@ SWEEP = {
         }
     }
 }
-RUNS = [f"hs_s{i:02d}" for i in range(8)]
+RUNS = [f"hs_s{i:02d}" for i in range(4)]
 # two jobs at a time on the 2 cores (each run computes on 1 thread: num_threads above)
 LOCAL = ("--profile", "profiles/local", "--set-threads", "train_rung=1", "train=1", "evaluate=1", "prepare_data=1")
 TARGET = "results/sweeps/hs/comparison.csv"
@@ -104,10 +104,10 @@ def halving_sweep(tmp_path_factory):
 def test_every_run_reaches_the_first_rung_and_half_go_on(halving_sweep):
     work, _ = halving_sweep
     decision = json.loads((work / "results/sweeps/hs/halving/rung1.json").read_text())
-    assert decision["entered"] == 8 and decision["step"] == 20 and decision["next_step"] == 60
-    assert len(decision["kept"]) == 4 and sorted(decision["kept"] + decision["stopped"]) == RUNS
+    assert decision["entered"] == 4 and decision["step"] == 20 and decision["next_step"] == 60
+    assert len(decision["kept"]) == 2 and sorted(decision["kept"] + decision["stopped"]) == RUNS
     losses = [r["loss"] for r in decision["ranking"]]
-    assert losses == sorted(losses) and [r["run_name"] for r in decision["ranking"][:4]] == sorted(
+    assert losses == sorted(losses) and [r["run_name"] for r in decision["ranking"][:2]] == sorted(
         decision["kept"], key=lambda n: losses[[r["run_name"] for r in decision["ranking"]].index(n)]
     )
     for run in RUNS:  # every run was scored at step 20 on the validation split
@@ -133,7 +133,7 @@ def test_restart_after_kill_redoes_no_finished_work(halving_sweep):
     _, again = halving_sweep
     ran = jobs_run(again.stdout)
     assert "train_rung" not in ran and "halving_decision" not in ran and "prepare_data" not in ran
-    assert ran.count("train") <= 8
+    assert ran.count("train") <= 4
 
 
 def test_survivor_weights_equal_an_uninterrupted_run(halving_sweep, tmp_path):
@@ -166,7 +166,7 @@ def test_compare_and_plots_show_the_rung(halving_sweep, monkeypatch):
     )
     assert out.returncode == 0, out.stderr
     header = next(line.split() for line in out.stdout.splitlines() if "run_name" in line)
-    assert "rung" in header and "steps" in header and "4 stopped" in out.stdout
+    assert "rung" in header and "steps" in header and "2 stopped" in out.stdout
     monkeypatch.chdir(work)
     from ledsweep.aggregate import collect
     from ledsweep.plots import _reached, plot_loss_curves, plot_metric_vs_key

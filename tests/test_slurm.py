@@ -133,6 +133,20 @@ def test_single_target_through_slurm_rebuilds_only_that_run(slurm_sweep):
     assert {r: (wd / "results" / r / "summary.json").stat().st_mtime_ns for r in RUNS[1:]} == before
 
 
+def test_slurm_arrays_bench_dry_run(tmp_path):
+    """bench/slurm_arrays.py does not rot (tests/test_bench.py: ON_SLURM): 2 runs as arrays, counted by sacct."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench/slurm_arrays.py"), "--dry-run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    # prepare_data + 2 train + 2 evaluate tasks, in at most 4 ids (the train tasks share one)
+    assert re.search(r"^\| 2 \| arrays \| 5 \| [1-4] \| \d+ \| \d+ \|$", proc.stdout, re.M), proc.stdout
+
+
 def test_real_failure_is_reported_and_others_complete(tmp_path):
     """A run whose data file disappears before its jobs start fails (its prepare_data job, naming the file);
     keep-going finishes the rest."""

@@ -223,9 +223,13 @@ def get_trained_dir(wildcards):
 
 def get_prepared_data(wildcards):
     """The run's prepared (tokenized) data, made by rule prepare_data."""
-    return expand(
-        rules.prepare_data.output[0], data_key=RUN_DATA_KEY[get_run(wildcards).name]
-    )[0]
+    return prepared_dir(RUN_DATA_KEY[get_run(wildcards).name])
+
+
+@functools.cache
+def prepared_dir(data_key):
+    """One path per data key, shared by its runs' train and evaluate jobs (planning 20,000 runs)."""
+    return expand(rules.prepare_data.output[0], data_key=data_key)[0]
 
 
 def get_data_spec(wildcards):
