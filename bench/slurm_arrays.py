@@ -40,7 +40,7 @@ STEPS = {  # a run of seconds: the figures are about submission, not training
     "evaluation.bertscore_model": None,
 }
 ONE_CPU = [  # the CLI's --set-resources replaces a rule's whole set: all of the workflow profile's keys
-    "--set-threads", "train=1", "evaluate=1",
+    "--set-threads", "train=1", "evaluate=1", "prepare_data=2",  # replaces the profiles' set-threads
     "--set-resources", *(f"{rule}:{k}={v}" for rule in ("train", "evaluate")
                          for k, v in (("gpu", 1), ("cpus_per_gpu", 1), ("mem_mb", 2000), ("runtime", 30))),
 ]  # fmt: skip
