@@ -373,3 +373,18 @@ def test_a_request_no_partition_can_run_is_refused_before_submission(tmp_path):
     assert proc.returncode != 0 and seconds < 60, (seconds, proc.stdout[-3000:])
     assert "rule prepare_data asks for 8 CPUs (cpus); the most a partition offers is 2 (partition debug)" in proc.stdout
     assert set(our_jobs()) <= before  # nothing was submitted
+
+
+def test_job_arrays_with_a_jobs_limit_below_the_sweep_are_refused_before_submission(tmp_path):
+    """Issue 26: with slurm-array-jobs, a `jobs` limit below the sweep's Slurm job count hangs the plugin (2.8.0,
+    its issue 473: a 50-run sweep under `jobs: 50` stopped submitting with 22 evaluate jobs left). The workflow
+    refuses at once, naming both numbers, and submits nothing."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("sweeps:\n  many:\n    base: config/tiny_run.yaml\n    grid:\n      seed: [1, 2, 3]\n")
+    wd = make_workdir(tmp_path / "wd", sweep)
+    before = set(our_jobs())
+    proc = snakemake(wd, *SLURM, "--jobs", "4", timeout=120)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "7 Slurm jobs to run, 6 of them as job arrays" in proc.stdout and "but jobs is 4" in proc.stdout
+    assert "Set jobs to at least 7 in your profile" in proc.stdout
+    assert set(our_jobs()) <= before  # nothing was submitted

@@ -8,7 +8,14 @@ import math
 
 import pytest
 
-from ledsweep.slurm_limits import Partition, minutes, parse_sinfo, read_partition_file, request_problem
+from ledsweep.slurm_limits import (
+    Partition,
+    array_stall_problem,
+    minutes,
+    parse_sinfo,
+    read_partition_file,
+    request_problem,
+)
 
 SINFO = """\
 debug*|2|21694|gpu:2|infinite
@@ -56,3 +63,20 @@ def test_the_plugins_partition_file(tmp_path):
     assert parts["cpu"] == Partition("cpu", 32, 128000, 0, 1440) and parts["gpu"].gpus == 4
     assert "asks for 2 GPUs" not in (request_problem("t", {"cpus": 8, "gpus": 2}, list(parts.values())) or "")
     assert "64 CPUs" in request_problem("t", {"cpus": 64}, list(parts.values()))
+
+
+def test_job_arrays_below_the_jobs_limit_are_refused_naming_both_numbers():
+    """Issue 26: arrays hang the Slurm plugin (2.8.0, its issue 473) when `jobs` or `max-jobs-per-timespan`
+    cuts a batch; found at 50 runs with `jobs: 50`."""
+    jobs = {"prepare_data": 1, "train": 50, "evaluate": 50}
+    problem = array_stall_problem("train,train_rung,evaluate", jobs, 50, 100)
+    assert problem.startswith("101 Slurm jobs to run, 100 of them as job arrays")
+    assert "jobs is 50 and max-jobs-per-timespan is 100" in problem and "at least 101" in problem
+    assert array_stall_problem("train,evaluate", jobs, None, 1000) is None  # jobs: unlimited
+    assert array_stall_problem(None, jobs, 50, 100) is None  # no arrays: Snakemake's limits are safe
+    assert array_stall_problem("all", {"train": 3}, 2, None) == (
+        "3 Slurm jobs to run, 3 of them as job arrays (slurm-array-jobs: all), but jobs is 2: the Slurm plugin "
+        "would leave the jobs it is not handed at once unsubmitted and the sweep would hang "
+        "(snakemake-executor-plugin-slurm issue 473). Set jobs to at least 3 in your profile (Slurm's own "
+        "per-user limits still apply), or name fewer rules in slurm-array-jobs"
+    )

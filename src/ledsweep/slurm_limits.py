@@ -118,3 +118,30 @@ def request_problem(rule: str, request: dict, partitions: list[Partition]) -> st
                 )
     shown = ", ".join(f"{k}={v:g}" for k, v in request.items() if v)
     return f"rule {rule} asks for {shown}: no single partition has all of it ({', '.join(p.name for p in partitions)})"
+
+
+def array_stall_problem(
+    array_rules: str | None, remote_jobs: dict[str, int], jobs: int | None, per_timespan: int | None
+) -> str | None:
+    """Job arrays hang snakemake-executor-plugin-slurm 2.8.0 when Snakemake hands it fewer of a rule's ready jobs
+    than are ready: it waits for the rest, which are never handed over again, and nothing is submitted any more
+    (upstream issue 473). Snakemake hands over fewer only when `jobs` (jobs in flight) or `max-jobs-per-timespan`
+    cuts the batch, which cannot happen while both are at least the number of jobs going to Slurm.
+
+    array_rules: the plugin's slurm-array-jobs ("train,evaluate", "all" or None); remote_jobs: jobs to run per rule.
+    """
+    rules = {r.strip() for r in (array_rules or "").replace(";", ",").split(",") if r.strip()}
+    arrayed = sum(n for rule, n in remote_jobs.items() if rule in rules or "all" in rules)
+    total = sum(remote_jobs.values())
+    low = {
+        name: v for name, v in (("jobs", jobs), ("max-jobs-per-timespan", per_timespan)) if v is not None and v < total
+    }
+    if not arrayed or not low:
+        return None
+    return (
+        f"{total} Slurm jobs to run, {arrayed} of them as job arrays (slurm-array-jobs: {array_rules}), but "
+        + " and ".join(f"{name} is {v}" for name, v in low.items())
+        + ": the Slurm plugin would leave the jobs it is not handed at once unsubmitted and the sweep would hang "
+        + f"(snakemake-executor-plugin-slurm issue 473). Set {' and '.join(low)} to at least {total} in your "
+        + "profile (Slurm's own per-user limits still apply), or name fewer rules in slurm-array-jobs"
+    )

@@ -1,5 +1,6 @@
 # Helpers for the rules: sweep expansion and input functions. Cheap at parse time (no torch):
 # every Slurm job re-parses the workflow.
+import collections
 import functools
 import os
 import re
@@ -359,7 +360,8 @@ def stop_on_sigterm():
 def check_cluster_requests():
     """Before anything is submitted to Slurm: every job's CPUs, memory, GPUs and time against the partitions
     (ledsweep.slurm_limits); a request no partition can run stops the workflow, one line per rule, instead
-    of pending for ever. Called by `onstart` (the main process, after the DAG is built).
+    of pending for ever. Then job arrays against the limits that would make the Slurm plugin hang
+    (slurm_limits.array_stall_problem). Called by `onstart` (the main process, after the DAG is built).
     """
     if getattr(workflow.executor_plugin, "name", None) != "slurm":
         return
@@ -391,6 +393,18 @@ def check_cluster_requests():
     found = [p for p in problems.values() if p]
     if found:
         raise WorkflowError("requests no Slurm partition can run:\n" + "\n".join(found))
+    remote = collections.Counter(
+        j.rule.name for j in workflow.dag.needrun_jobs() if not j.is_local
+    )
+    timespan = workflow.scheduling_settings.max_jobs_per_timespan
+    stall = slurm_limits.array_stall_problem(
+        getattr(settings, "array_jobs", None),
+        dict(remote),
+        workflow.resource_settings.nodes,
+        timespan.max_jobs if timespan else None,
+    )
+    if stall:
+        raise WorkflowError(stall)
 
 
 # ---------------------------------------------------------------- successive halving
