@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -144,7 +145,5 @@ def _megabytes(value: str) -> float:
 
 def peak_rss_mb() -> float:
     """The peak resident memory of this process or any child it waited for (torchrun's ranks), in MB."""
-    import resource
-
     kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return round(kb / 1024, 1)

@@ -374,9 +374,13 @@ def check_cluster_requests():
         if path
         else slurm_limits.query_partitions()
     )
-    problems = {}
+    problems = {}  # per rule: its problem (None: it fits a partition)
+    remote = collections.Counter()  # per rule: its jobs going to Slurm
     for job in workflow.dag.needrun_jobs():
-        if job.is_local or job.rule.name in problems:
+        if job.is_local:
+            continue
+        remote[job.rule.name] += 1
+        if job.rule.name in problems:
             continue
         r = job.resources
         gpus = r.get("gpu") or 0
@@ -393,9 +397,6 @@ def check_cluster_requests():
     found = [p for p in problems.values() if p]
     if found:
         raise WorkflowError("requests no Slurm partition can run:\n" + "\n".join(found))
-    remote = collections.Counter(
-        j.rule.name for j in workflow.dag.needrun_jobs() if not j.is_local
-    )
     timespan = workflow.scheduling_settings.max_jobs_per_timespan
     stall = slurm_limits.array_stall_problem(
         getattr(settings, "array_jobs", None),
